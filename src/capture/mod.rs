@@ -1,0 +1,483 @@
+//! Capture stage: pcap and pcapng files (plain, gzip or zstd, or standard input) become a
+//! stream of [`Frame`]s numbered exactly as Wireshark numbers them (1-based, every packet
+//! record counts, whatever its content).
+//!
+//! Guarantees: memory is bounded by the read buffer (it grows only up to
+//! [`MAX_BUFFER`] for a single oversized record); a damaged record stops the file with an
+//! error naming its byte offset *after* every frame before it has been delivered, so the
+//! caller can report a partial result.
+
+use crate::error::CaptureError;
+use pcap_parser::pcapng::Block;
+use pcap_parser::{PcapBlockOwned, PcapError};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Initial read buffer. Large sequential reads amortise the per-read cost.
+pub const READ_BUFFER: usize = 1 << 20;
+/// Largest buffer we grow to for one block; Wireshark's own maximum snaplen is 262144 and
+/// pcapng blocks carry options besides, so 16 MiB leaves room for any honest record.
+pub const MAX_BUFFER: usize = 16 << 20;
+/// Largest captured length accepted for one packet (the "huge caplen" guard).
+pub const MAX_CAPLEN: u32 = 256 * 1024;
+
+/// One packet record from a capture.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// 1-based frame number, as Wireshark shows it.
+    pub number: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub ts_ns: i64,
+    /// Link-layer type (LINKTYPE_ value) of the interface the packet came from.
+    pub linktype: u32,
+    /// Captured bytes (may be shorter than `orig_len` when snaplen cut the packet).
+    pub data: &'a [u8],
+    pub orig_len: u32,
+}
+
+/// Facts about the file itself, for the coverage report.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct FileSummary {
+    pub path: String,
+    /// `pcap`, `pcap-nsec`, `pcap-modified`, `pcapng`.
+    pub format: String,
+    /// `none`, `gzip`, `zstd`.
+    pub compression: String,
+    pub frames: u64,
+    /// Bytes of the (decompressed) capture file consumed.
+    pub bytes: u64,
+    /// Sum of captured packet lengths.
+    pub packet_bytes: u64,
+    pub sections: u64,
+    pub interfaces: u64,
+    /// pcapng blocks skipped because they carry no packet (statistics, name resolution...).
+    pub other_blocks: u64,
+    /// pcapng blocks of a type we do not know.
+    pub unknown_blocks: u64,
+    /// Packets that named an interface the section does not have.
+    pub bad_interface: u64,
+    /// Packets whose timestamp went backwards relative to the previous packet.
+    pub ts_backwards: u64,
+    /// Warning for a damaged tail, when the file ended in an error after some frames.
+    pub error: Option<String>,
+}
+
+/// Where a capture comes from: a path, or `-` for standard input.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Path(PathBuf),
+    Stdin,
+}
+
+impl Source {
+    pub fn from_arg(arg: &Path) -> Source {
+        if arg.as_os_str() == "-" {
+            Source::Stdin
+        } else {
+            Source::Path(arg.to_path_buf())
+        }
+    }
+    pub fn display(&self) -> PathBuf {
+        match self {
+            Source::Path(p) => p.clone(),
+            Source::Stdin => PathBuf::from("-"),
+        }
+    }
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A reader whose `read` fills the caller's buffer unless the stream ends, so the
+/// format sniffing of the first read always sees a whole header, whatever the source
+/// (a chained prefix, a pipe, a decompressor) hands back per call.
+struct FullRead<R>(R);
+
+impl<R: Read> Read for FullRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.0.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if got > 0 => {
+                    let _ = e;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(got)
+    }
+}
+
+/// Open a source and undo its compression, detected by magic bytes (never by name).
+fn open(source: &Source) -> Result<(Box<dyn Read + Send>, &'static str), CaptureError> {
+    let path = source.display();
+    let mut raw: Box<dyn Read + Send> = match source {
+        Source::Stdin => Box::new(io::stdin()),
+        Source::Path(p) => Box::new(std::fs::File::open(p).map_err(|e| CaptureError::Open {
+            path: path.clone(),
+            source: e,
+        })?),
+    };
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match raw.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(CaptureError::Read {
+                    path,
+                    offset: got as u64,
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+    if got == 0 {
+        return Err(CaptureError::Empty { path });
+    }
+    let prefix = io::Cursor::new(head[..got].to_vec());
+    let joined = prefix.chain(raw);
+    if got >= 2 && head[..2] == GZIP_MAGIC {
+        return Ok((
+            Box::new(FullRead(flate2::read::MultiGzDecoder::new(joined))),
+            "gzip",
+        ));
+    }
+    if got == 4 && head == ZSTD_MAGIC {
+        let dec = zstd::stream::read::Decoder::new(joined).map_err(|e| CaptureError::Read {
+            path,
+            offset: 0,
+            detail: format!("zstd: {e}"),
+        })?;
+        return Ok((Box::new(FullRead(dec)), "zstd"));
+    }
+    Ok((Box::new(FullRead(joined)), "none"))
+}
+
+/// Per-interface facts of the current pcapng section.
+#[derive(Clone, Copy)]
+struct Interface {
+    linktype: u32,
+    /// Timestamp units per second.
+    units_per_sec: u64,
+    offset_sec: i64,
+}
+
+fn ts_from_units(units: u64, iface: &Interface) -> i64 {
+    let per = iface.units_per_sec.max(1);
+    let secs = units / per;
+    let frac = units % per;
+    let nanos = (u128::from(frac) * 1_000_000_000u128 / u128::from(per)) as i64;
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000_000) + iface.offset_sec;
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// LINKTYPE value of a pcap-parser link type (negative values cannot occur on the wire;
+/// they map to an impossible type that the decoder counts as unknown).
+fn dlt(l: pcap_parser::Linktype) -> u32 {
+    u32::try_from(l.0).unwrap_or(u32::MAX)
+}
+
+/// Read every frame of `source`, calling `on_frame` for each, in file order.
+///
+/// On a damaged record the frames before it have been delivered; the error names the
+/// byte offset. `summary` is filled as far as the file was read, error or not.
+pub fn read_capture(
+    source: &Source,
+    summary: &mut FileSummary,
+    mut on_frame: impl FnMut(&Frame),
+) -> Result<(), CaptureError> {
+    let path = source.display();
+    summary.path = path.display().to_string();
+    let (reader, compression) = open(source)?;
+    summary.compression = compression.to_string();
+    let mut rd = match pcap_parser::create_reader(READ_BUFFER, reader) {
+        Ok(r) => r,
+        Err(PcapError::Eof) => return Err(CaptureError::Empty { path }),
+        Err(PcapError::Incomplete(_)) | Err(PcapError::UnexpectedEof) => {
+            return Err(CaptureError::TruncatedHeader { path, len: 0 })
+        }
+        Err(PcapError::ReadError) => {
+            return Err(CaptureError::Read {
+                path,
+                offset: 0,
+                detail: "read failed (a compressed stream may be corrupt)".into(),
+            })
+        }
+        Err(_) => {
+            // Re-open to show the first bytes the user gave us.
+            let magic = open(source)
+                .ok()
+                .and_then(|(mut r, _)| {
+                    let mut b = [0u8; 4];
+                    let n = r.read(&mut b).ok()?;
+                    Some(
+                        b[..n]
+                            .iter()
+                            .map(|x| format!("{x:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                })
+                .unwrap_or_default();
+            return Err(CaptureError::BadMagic { path, magic });
+        }
+    };
+
+    let mut number: u64 = 0;
+    let mut offset: u64 = 0;
+    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut legacy_linktype: u32 = 1;
+    let mut legacy_nsec = false;
+    let mut last_ts: i64 = i64::MIN;
+    let mut buffer_size = READ_BUFFER;
+    let mut section_be = false;
+
+    let damaged = |offset: u64, detail: String| CaptureError::Damaged {
+        path: source.display(),
+        offset,
+        detail,
+    };
+
+    loop {
+        match rd.next() {
+            Ok((consumed, block)) => {
+                let mut frame: Option<Frame> = None;
+                match block {
+                    PcapBlockOwned::LegacyHeader(h) => {
+                        legacy_linktype = dlt(h.network);
+                        legacy_nsec = h.is_nanosecond_precision();
+                        summary.format = if h.is_modified_format() {
+                            "pcap-modified"
+                        } else if legacy_nsec {
+                            "pcap-nsec"
+                        } else {
+                            "pcap"
+                        }
+                        .to_string();
+                    }
+                    PcapBlockOwned::Legacy(b) => {
+                        if b.caplen > MAX_CAPLEN {
+                            return Err(damaged(
+                                offset,
+                                format!(
+                                    "record claims {} captured bytes (limit {MAX_CAPLEN})",
+                                    b.caplen
+                                ),
+                            ));
+                        }
+                        let sub = if legacy_nsec {
+                            i64::from(b.ts_usec)
+                        } else {
+                            i64::from(b.ts_usec) * 1000
+                        };
+                        number += 1;
+                        frame = Some(Frame {
+                            number,
+                            ts_ns: i64::from(b.ts_sec) * 1_000_000_000 + sub,
+                            linktype: legacy_linktype,
+                            data: b.data,
+                            orig_len: b.origlen,
+                        });
+                    }
+                    PcapBlockOwned::NG(block) => match block {
+                        Block::SectionHeader(shb) => {
+                            section_be = shb.big_endian();
+                            summary.format = "pcapng".to_string();
+                            summary.sections += 1;
+                            interfaces.clear();
+                        }
+                        Block::InterfaceDescription(idb) => {
+                            summary.interfaces += 1;
+                            let units = pcap_parser::pcapng::build_ts_resolution(idb.if_tsresol)
+                                .unwrap_or(1_000_000);
+                            interfaces.push(Interface {
+                                linktype: dlt(idb.linktype),
+                                units_per_sec: units,
+                                offset_sec: idb.if_tsoffset,
+                            });
+                        }
+                        Block::EnhancedPacket(epb) => {
+                            number += 1;
+                            if epb.caplen > MAX_CAPLEN {
+                                return Err(damaged(
+                                    offset,
+                                    format!("packet block claims {} captured bytes (limit {MAX_CAPLEN})", epb.caplen),
+                                ));
+                            }
+                            let iface = match interfaces.get(epb.if_id as usize) {
+                                Some(i) => *i,
+                                None => {
+                                    summary.bad_interface += 1;
+                                    Interface {
+                                        linktype: u32::MAX,
+                                        units_per_sec: 1_000_000,
+                                        offset_sec: 0,
+                                    }
+                                }
+                            };
+                            let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                            frame = Some(Frame {
+                                number,
+                                ts_ns: ts_from_units(units, &iface),
+                                linktype: iface.linktype,
+                                data: epb.data.get(..epb.caplen as usize).unwrap_or(epb.data),
+                                orig_len: epb.origlen,
+                            });
+                        }
+                        Block::SimplePacket(spb) => {
+                            number += 1;
+                            let iface = interfaces.first().copied();
+                            if iface.is_none() {
+                                summary.bad_interface += 1;
+                            }
+                            frame = Some(Frame {
+                                number,
+                                ts_ns: 0,
+                                linktype: iface.map_or(u32::MAX, |i| i.linktype),
+                                data: spb.data.get(..spb.origlen as usize).unwrap_or(spb.data),
+                                orig_len: spb.origlen,
+                            });
+                        }
+                        Block::Unknown(ub) if ub.block_type == OBSOLETE_PACKET_BLOCK => {
+                            number += 1;
+                            frame = Some(parse_obsolete_packet(
+                                ub.data,
+                                section_be,
+                                number,
+                                &interfaces,
+                                summary,
+                            ));
+                        }
+                        Block::Unknown(_) => summary.unknown_blocks += 1,
+                        _ => summary.other_blocks += 1,
+                    },
+                }
+                if let Some(f) = frame {
+                    summary.frames += 1;
+                    summary.packet_bytes += f.data.len() as u64;
+                    if f.ts_ns < last_ts {
+                        summary.ts_backwards += 1;
+                    }
+                    last_ts = f.ts_ns;
+                    on_frame(&f);
+                }
+                offset += consumed as u64;
+                summary.bytes = offset;
+                rd.consume(consumed);
+            }
+            Err(PcapError::Eof) => break,
+            Err(PcapError::Incomplete(_)) => {
+                if rd.refill().is_err() {
+                    return Err(CaptureError::Read {
+                        path,
+                        offset,
+                        detail: "read failed (a compressed stream may be corrupt)".into(),
+                    });
+                }
+            }
+            Err(PcapError::BufferTooSmall) => {
+                if buffer_size >= MAX_BUFFER {
+                    return Err(damaged(
+                        offset,
+                        format!("record larger than {} MiB", MAX_BUFFER >> 20),
+                    ));
+                }
+                buffer_size *= 2;
+                rd.grow(buffer_size);
+                if rd.refill().is_err() {
+                    return Err(CaptureError::Read {
+                        path,
+                        offset,
+                        detail: "read failed".into(),
+                    });
+                }
+            }
+            Err(PcapError::UnexpectedEof) => {
+                return Err(damaged(
+                    offset,
+                    "file ends in the middle of a record".into(),
+                ));
+            }
+            Err(PcapError::ReadError) => {
+                return Err(CaptureError::Read {
+                    path,
+                    offset,
+                    detail: "read failed (a compressed stream may be corrupt)".into(),
+                })
+            }
+            Err(PcapError::HeaderNotRecognized) => {
+                return Err(damaged(offset, "header not recognised".into()));
+            }
+            Err(PcapError::NomError(_, kind)) | Err(PcapError::OwnedNomError(_, kind)) => {
+                return Err(damaged(
+                    offset,
+                    format!("unparseable block ({kind:?}): bad block length or type"),
+                ));
+            }
+        }
+    }
+    summary.bytes = offset;
+    Ok(())
+}
+
+/// pcapng "Packet Block" (obsolete, type 2): interface id u16, drops u16, ts high,
+/// ts low, captured length, original length, data.
+const OBSOLETE_PACKET_BLOCK: u32 = 0x0000_0002;
+
+fn parse_obsolete_packet<'a>(
+    body: &'a [u8],
+    big_endian: bool,
+    number: u64,
+    interfaces: &[Interface],
+    summary: &mut FileSummary,
+) -> Frame<'a> {
+    let u16_at = |o: usize| {
+        body.get(o..o + 2).map(|b| {
+            let a = [b[0], b[1]];
+            if big_endian {
+                u16::from_be_bytes(a)
+            } else {
+                u16::from_le_bytes(a)
+            }
+        })
+    };
+    let u32_at = |o: usize| {
+        body.get(o..o + 4).map(|b| {
+            let a = [b[0], b[1], b[2], b[3]];
+            if big_endian {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        })
+    };
+    let if_id = u16_at(0).unwrap_or(u16::MAX) as usize;
+    let iface = interfaces.get(if_id).copied();
+    if iface.is_none() {
+        summary.bad_interface += 1;
+    }
+    let iface = iface.unwrap_or(Interface {
+        linktype: u32::MAX,
+        units_per_sec: 1_000_000,
+        offset_sec: 0,
+    });
+    let units = (u64::from(u32_at(4).unwrap_or(0)) << 32) | u64::from(u32_at(8).unwrap_or(0));
+    let caplen = u32_at(12).unwrap_or(0) as usize;
+    let orig = u32_at(16).unwrap_or(0);
+    let data = body.get(20..).unwrap_or(&[]);
+    let data = data.get(..caplen.min(data.len())).unwrap_or(&[]);
+    Frame {
+        number,
+        ts_ns: ts_from_units(units, &iface),
+        linktype: iface.linktype,
+        data,
+        orig_len: orig,
+    }
+}

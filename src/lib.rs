@@ -1,0 +1,17 @@
+//! dpaudit: audit packet captures against the Exchange Server 2007 data-path security
+//! reference.
+//!
+//! ```text
+//! capture (pcap/pcapng/gzip/zstd) -> decode -> flow -> proto analyzers -> posture
+//!                                                 catalog + roles -> classify -> findings -> report
+//! ```
+//! Stages hand plain data types to the next: [`capture::Frame`], [`model::Posture`],
+//! [`catalog::Catalog`]. [`gen`] writes synthetic Exchange traffic for tests and benches.
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod catalog;
+pub mod error;
+pub mod gen;
+pub mod model;
+pub mod proto;

@@ -1,0 +1,290 @@
+//! The observed posture of a flow: what the protocol analyzers saw on the wire.
+//!
+//! Analyzers fill a [`Posture`]; the classifier and the finding rules read it. Nothing in
+//! here knows about packets or files, so every stage can share these types.
+
+use serde::{Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Which way bytes travel relative to the flow's client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    ToServer,
+    ToClient,
+}
+
+impl Direction {
+    pub fn index(self) -> usize {
+        match self {
+            Direction::ToServer => 0,
+            Direction::ToClient => 1,
+        }
+    }
+    pub fn flip(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+}
+
+/// How a flow's payload was protected. Serialised in kebab case (`rpc-privacy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encryption {
+    /// Payload readable: nothing protects it.
+    None,
+    /// TLS (implicit, or started by STARTTLS / STLS / X-ANONYMOUSTLS / LDAP StartTLS).
+    Tls,
+    /// DCE/RPC authentication level 6 (packet privacy).
+    RpcPrivacy,
+    /// SMB 3 transform header.
+    Smb3,
+    /// LDAP messages wrapped by a SASL security layer (Kerberos / NTLM sealing).
+    SaslSeal,
+    /// ESP / AH / UDP 4500 between the two hosts.
+    Ipsec,
+    /// Not enough of the flow was seen to tell.
+    #[default]
+    Unknown,
+}
+
+impl Encryption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encryption::None => "none",
+            Encryption::Tls => "tls",
+            Encryption::RpcPrivacy => "rpc-privacy",
+            Encryption::Smb3 => "smb3",
+            Encryption::SaslSeal => "sasl-seal",
+            Encryption::Ipsec => "ipsec",
+            Encryption::Unknown => "unknown",
+        }
+    }
+}
+
+/// An authentication mechanism as the report names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mechanism {
+    Basic,
+    Digest,
+    /// OWA forms-based login (POST to owaauth.dll with username and password).
+    Forms,
+    Ntlmv1,
+    Ntlmv2,
+    /// NTLM whose version was not seen (no AUTHENTICATE message).
+    Ntlm,
+    Kerberos,
+    /// SASL / SMTP AUTH PLAIN.
+    Plain,
+    /// SMTP AUTH LOGIN.
+    Login,
+    CramMd5,
+    /// POP3 USER/PASS, IMAP LOGIN.
+    UserPass,
+    Apop,
+    /// LDAP simple bind with a password.
+    Simple,
+    /// Another SASL mechanism, lower case (`sasl-scram-sha-512`).
+    Sasl(String),
+    /// HTTP bearer token (OAuth).
+    Bearer,
+    Anonymous,
+    /// TLS client certificate (direct trust, certificate authentication).
+    Certificate,
+    /// Authentication by peer address (UM IP gateways); never seen on the wire.
+    ByIp,
+}
+
+impl Mechanism {
+    pub fn name(&self) -> String {
+        match self {
+            Mechanism::Basic => "basic".into(),
+            Mechanism::Digest => "digest".into(),
+            Mechanism::Forms => "forms".into(),
+            Mechanism::Ntlmv1 => "ntlmv1".into(),
+            Mechanism::Ntlmv2 => "ntlmv2".into(),
+            Mechanism::Ntlm => "ntlm".into(),
+            Mechanism::Kerberos => "kerberos".into(),
+            Mechanism::Plain => "plain".into(),
+            Mechanism::Login => "login".into(),
+            Mechanism::CramMd5 => "cram-md5".into(),
+            Mechanism::UserPass => "user-pass".into(),
+            Mechanism::Apop => "apop".into(),
+            Mechanism::Simple => "simple".into(),
+            Mechanism::Sasl(m) => format!("sasl-{}", m.to_ascii_lowercase()),
+            Mechanism::Bearer => "bearer".into(),
+            Mechanism::Anonymous => "anonymous".into(),
+            Mechanism::Certificate => "certificate".into(),
+            Mechanism::ByIp => "by-ip".into(),
+        }
+    }
+
+    /// True for the NTLM family, whatever the version.
+    pub fn is_ntlm(&self) -> bool {
+        matches!(
+            self,
+            Mechanism::Ntlm | Mechanism::Ntlmv1 | Mechanism::Ntlmv2
+        )
+    }
+}
+
+impl Serialize for Mechanism {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+/// A secret seen on the wire. Printed redacted (`j***`) unless the user asks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// First character, then `***`; an empty secret stays visibly empty.
+    pub fn redacted(&self) -> String {
+        match self.0.chars().next() {
+            Some(c) => format!("{c}***"),
+            None => "(empty)".to_string(),
+        }
+    }
+    pub fn render(&self, show: bool) -> String {
+        if show {
+            self.0.clone()
+        } else {
+            self.redacted()
+        }
+    }
+}
+
+/// One authentication exchange seen on a flow.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AuthEvent {
+    pub mechanism: Mechanism,
+    /// `DOMAIN\user`, `user@realm` or plain user name, as the wire carried it.
+    pub user: Option<String>,
+    /// A password or reusable secret was readable on the wire.
+    pub cleartext: bool,
+    /// The secret itself, when one was seen (only shown with `--show-secrets`).
+    pub secret: Option<Secret>,
+    /// Frame that carried the credential (or the mechanism's first message).
+    pub frame: u64,
+    /// Where it was seen: `SMTP AUTH LOGIN`, `HTTP Authorization`, `LDAP bind`...
+    pub context: String,
+    /// Whether a TLS layer had begun on this flow before this event (STARTTLS then AUTH).
+    /// Inside TLS the exchange is invisible, so this is true only for protocols that
+    /// expose authentication after a security layer (never for a readable secret).
+    pub after_tls: bool,
+}
+
+/// What the TLS analyzer learnt from a handshake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// Highest version the client offered (0x0303 = TLS 1.2, 0x0304 = TLS 1.3, 0x0002 = SSLv2).
+    pub offered_version: Option<u16>,
+    /// Version the server chose (supported_versions wins over the legacy field).
+    pub version: Option<u16>,
+    pub cipher: Option<u16>,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    /// The server asked for a client certificate (CertificateRequest seen).
+    pub cert_requested: bool,
+    /// The client sent a non-empty Certificate message (visible up to TLS 1.2).
+    pub client_cert: bool,
+    /// Frame of the ClientHello.
+    pub client_hello_frame: Option<u64>,
+    /// Frame of the ServerHello.
+    pub server_hello_frame: Option<u64>,
+    /// How TLS began: `implicit`, `starttls`, `stls`, `x-anonymoustls`, `ldap-starttls`.
+    pub started_by: String,
+}
+
+/// An oddity seen while parsing: named, with the frame, never fatal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Anomaly {
+    pub frame: u64,
+    /// Stable machine name, e.g. `ntlmssp.offset-out-of-range`.
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// Most anomalies kept per flow; more are only counted.
+pub const MAX_ANOMALIES_PER_FLOW: usize = 32;
+/// Most distinct values kept per fact key; more are only counted.
+pub const MAX_FACT_VALUES: usize = 64;
+/// Most authentication events kept per flow (a busy keep-alive connection re-authenticates).
+pub const MAX_AUTH_EVENTS: usize = 64;
+
+/// Everything the analyzers observed on one flow.
+#[derive(Clone, Debug, Default)]
+pub struct Posture {
+    /// Application protocol recognised (`smtp`, `tls`, `http`, `dcerpc`, `ldap`...).
+    pub protocol: Option<&'static str>,
+    /// How the protocol was recognised: `handshake` (probe certain) or `port`.
+    pub detected_by: Option<&'static str>,
+    pub encryption: Encryption,
+    /// Frame where encryption began (TLS ServerHello, RPC privacy bind, ...).
+    pub encryption_frame: Option<u64>,
+    pub tls: Option<TlsInfo>,
+    pub auth: Vec<AuthEvent>,
+    /// Protocol facts, key -> distinct values (`smtp.ehlo.keyword` -> `STARTTLS`).
+    pub facts: BTreeMap<&'static str, BTreeSet<String>>,
+    pub anomalies: Vec<Anomaly>,
+    /// Anomalies past [`MAX_ANOMALIES_PER_FLOW`], counted only.
+    pub anomalies_dropped: u64,
+    /// Facts or auth events past their caps, counted only.
+    pub facts_dropped: u64,
+}
+
+impl Posture {
+    pub fn fact(&mut self, key: &'static str, value: impl Into<String>) {
+        let set = self.facts.entry(key).or_default();
+        if set.len() >= MAX_FACT_VALUES {
+            self.facts_dropped += 1;
+            return;
+        }
+        set.insert(value.into());
+    }
+
+    pub fn has_fact(&self, key: &str, value: &str) -> bool {
+        self.facts.get(key).is_some_and(|s| s.contains(value))
+    }
+
+    pub fn anomaly(&mut self, frame: u64, kind: &'static str, detail: impl Into<String>) {
+        if self.anomalies.len() >= MAX_ANOMALIES_PER_FLOW {
+            self.anomalies_dropped += 1;
+            return;
+        }
+        self.anomalies.push(Anomaly {
+            frame,
+            kind,
+            detail: detail.into(),
+        });
+    }
+
+    pub fn add_auth(&mut self, ev: AuthEvent) {
+        if self.auth.len() >= MAX_AUTH_EVENTS {
+            self.facts_dropped += 1;
+            return;
+        }
+        if !self.auth.contains(&ev) {
+            self.auth.push(ev);
+        }
+    }
+
+    /// Record that encryption began at `frame` (the first report wins).
+    pub fn set_encryption(&mut self, enc: Encryption, frame: u64) {
+        if self.encryption_frame.is_none()
+            || matches!(self.encryption, Encryption::None | Encryption::Unknown)
+        {
+            self.encryption = enc;
+            self.encryption_frame = Some(frame);
+        }
+    }
+
+    /// Mark the flow as readable (no encryption) unless something already encrypted it.
+    pub fn set_cleartext(&mut self) {
+        if self.encryption == Encryption::Unknown {
+            self.encryption = Encryption::None;
+        }
+    }
+}
