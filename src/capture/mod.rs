@@ -101,10 +101,8 @@ impl<R: Read> Read for FullRead<R> {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if got > 0 => {
-                    let _ = e;
-                    break;
-                }
+                // Hand back what was read; the error recurs on the next call.
+                Err(_) if got > 0 => break,
                 Err(e) => return Err(e),
             }
         }
