@@ -11,7 +11,10 @@
 
 pub mod capture;
 pub mod catalog;
+pub mod decode;
 pub mod error;
+pub mod flow;
 pub mod gen;
 pub mod model;
 pub mod proto;
+pub mod report;

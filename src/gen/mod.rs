@@ -29,7 +29,7 @@
 //! MAC addresses are `02:15:5d` followed by the low three bytes of the address.
 
 mod packet;
-mod payloads;
+pub(crate) mod payloads;
 mod scenarios;
 mod writer;
 

@@ -638,7 +638,9 @@ impl Analyzer for ImapAnalyzer {
 mod tests {
     use super::*;
     use crate::model::Encryption;
-    use crate::proto::testutil::{facts, kinds, ntlm_authenticate, run};
+    use crate::proto::testutil::{
+        facts, kinds, ntlm_authenticate, run, tls12_handshake, tls_app_record,
+    };
     use base64::Engine as _;
     use Direction::{ToClient as S, ToServer as C};
 
@@ -800,15 +802,14 @@ mod tests {
 
     #[test]
     fn starttls_hides_the_later_login() {
-        let p = run(
-            make,
-            &with(&[
-                (C, b"a STARTTLS\r\n"),
-                (S, b"a OK Begin TLS negotiation now\r\n"),
-                (C, b"\x16\x03\x01\x00\x10b LOGIN john pw\r\n"),
-                (S, b"\x16\x03\x03\x00\x02ab"),
-            ]),
-        );
+        let mut script = with(&[
+            (C, b"a STARTTLS\r\n"),
+            (S, b"a OK Begin TLS negotiation now\r\n"),
+        ]);
+        // A TLS handshake, then a record that would look like a login if read as IMAP.
+        script.extend(tls12_handshake());
+        script.push((C, tls_app_record(b"b LOGIN john pw\r\n")));
+        let p = run(make, &script);
         assert!(p.auth.is_empty());
         assert_eq!(
             facts(&p, "imap.starttls"),

@@ -22,7 +22,10 @@ pub mod uuids;
 pub mod testutil;
 
 /// Every TCP and UDP analyzer the engine can choose from, in probe order.
+/// TLS comes first: its probe is certain only on a hello record, which no other protocol
+/// starts with.
 pub const REGISTRY: &[api::Registration] = &[
+    tls::REGISTRATION,
     smtp::REGISTRATION,
     pop3::REGISTRATION,
     imap::REGISTRATION,

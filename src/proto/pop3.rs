@@ -423,7 +423,9 @@ impl Analyzer for Pop3Analyzer {
 mod tests {
     use super::*;
     use crate::model::Encryption;
-    use crate::proto::testutil::{facts, kinds, ntlm_authenticate, run};
+    use crate::proto::testutil::{
+        facts, kinds, ntlm_authenticate, run, tls12_handshake, tls_app_record,
+    };
     use base64::Engine as _;
     use Direction::{ToClient as S, ToServer as C};
 
@@ -550,15 +552,11 @@ mod tests {
 
     #[test]
     fn stls_hides_the_later_login() {
-        let p = run(
-            make,
-            &with(&[
-                (C, b"STLS\r\n"),
-                (S, b"+OK Begin TLS negotiation\r\n"),
-                (C, b"\x16\x03\x01\x00\x10USER john\r\nPASS pw\r\n"),
-                (S, b"\x16\x03\x03\x00\x02ab"),
-            ]),
-        );
+        let mut script = with(&[(C, b"STLS\r\n"), (S, b"+OK Begin TLS negotiation\r\n")]);
+        // A TLS handshake, then a record that would look like a login if read as POP3.
+        script.extend(tls12_handshake());
+        script.push((C, tls_app_record(b"USER john\r\nPASS pw\r\n")));
+        let p = run(make, &script);
         assert!(p.auth.is_empty());
         assert_eq!(facts(&p, "pop3.stls"), ["accepted", "offered", "requested"]);
         assert_eq!(p.tls.as_ref().map(|t| t.started_by.as_str()), Some("stls"));

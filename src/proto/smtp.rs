@@ -555,7 +555,9 @@ impl Analyzer for SmtpAnalyzer {
 mod tests {
     use super::*;
     use crate::model::{Encryption, Mechanism};
-    use crate::proto::testutil::{facts, kinds, ntlm_authenticate, run};
+    use crate::proto::testutil::{
+        facts, kinds, ntlm_authenticate, run, tls12_handshake, tls_app_record,
+    };
     use base64::Engine as _;
     use Direction::{ToClient as S, ToServer as C};
 
@@ -758,16 +760,16 @@ mod tests {
 
     #[test]
     fn starttls_hides_the_later_login() {
-        let p = run(
-            make,
-            &with(&[
-                (C, b"STARTTLS\r\n"),
-                (S, b"220 2.0.0 SMTP server ready\r\n"),
-                // ClientHello record header, then bytes that would look like a login.
-                (C, b"\x16\x03\x01\x00\x05AUTH PLAIN AGpvaG4AcHc=\r\n"),
-                (S, b"\x16\x03\x03\x00\x02ab235 ok\r\n"),
-            ]),
-        );
+        let mut script = with(&[
+            (C, b"STARTTLS\r\n"),
+            (S, b"220 2.0.0 SMTP server ready\r\n"),
+        ]);
+        // A TLS handshake (frames 6 to 9), then records that would look like a login if
+        // they were read as SMTP.
+        script.extend(tls12_handshake());
+        script.push((C, tls_app_record(b"AUTH PLAIN AGpvaG4AcHc=\r\n")));
+        script.push((S, tls_app_record(b"235 ok\r\n")));
+        let p = run(make, &script);
         assert!(p.auth.is_empty());
         assert_eq!(
             facts(&p, "smtp.starttls"),
@@ -779,7 +781,9 @@ mod tests {
             Some("starttls")
         );
         assert_eq!(p.encryption, Encryption::Tls);
-        assert_eq!(p.encryption_frame, Some(7));
+        // The server's ChangeCipherSpec.
+        assert_eq!(p.encryption_frame, Some(9));
+        assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
     }
 
     #[test]

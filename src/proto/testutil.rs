@@ -116,3 +116,36 @@ pub fn ntlm_authenticate() -> Vec<u8> {
     }
     m
 }
+
+/// A TLS 1.2 handshake as the traffic generator writes it: ClientHello, server flight,
+/// client key exchange with ChangeCipherSpec and Finished, server ChangeCipherSpec and
+/// Finished. The TLS analyzer records encryption at the last chunk.
+pub fn tls12_handshake() -> Vec<(Direction, &'static [u8])> {
+    use crate::gen::payloads::{
+        tls_ccs_finished, tls_client_finish, tls_client_hello, tls_server_flight, TLS12,
+    };
+    let mut rng = crate::gen::Rng::new(1);
+    vec![
+        (
+            Direction::ToServer,
+            tls_client_hello(&mut rng, TLS12, Some("mail.corp.example")).leak(),
+        ),
+        (
+            Direction::ToClient,
+            tls_server_flight(&mut rng, TLS12, "mail", false).leak(),
+        ),
+        (
+            Direction::ToServer,
+            tls_client_finish(&mut rng, TLS12, None).leak(),
+        ),
+        (
+            Direction::ToClient,
+            tls_ccs_finished(&mut rng, TLS12).leak(),
+        ),
+    ]
+}
+
+/// `body` as one TLS 1.2 application-data record: ciphertext to every parser.
+pub fn tls_app_record(body: &[u8]) -> &'static [u8] {
+    crate::gen::payloads::tls_record(23, crate::gen::payloads::TLS12, body).leak()
+}

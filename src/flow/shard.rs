@@ -1,0 +1,604 @@
+//! A shard owns the heavy state of its flows: TCP reassembly per direction, the protocol
+//! probe, and the analyzer chosen for each flow. It sees only messages about its own
+//! flows, in capture order, and never looks at another flow.
+
+use super::hash::FlowMap;
+use super::reassembly::{Piece, Reassembler, ReassemblyLimits};
+use super::table::Open;
+use super::{EndReason, Flow, Transport};
+use crate::decode::{ACK, FIN, RST, SYN};
+use crate::model::{Direction, Encryption, Posture};
+use crate::proto::api::{Analyzer, Ctx, Next, Probe, Registration};
+use crate::proto::REGISTRY;
+
+/// Stream prefix per direction that probes look at.
+pub const PROBE_PREFIX: usize = 2048;
+/// Bytes (both directions) kept for replay while no analyzer has claimed the flow; past
+/// it the flow stays unrecognised (protocol unknown).
+pub const PROBE_REPLAY_MAX: usize = 16 * 1024;
+/// UDP datagrams probed before a flow is left unrecognised.
+pub const PROBE_MAX_DATAGRAMS: u32 = 8;
+
+/// What kind of packet a message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tcp,
+    Udp,
+    Esp,
+    Other,
+    /// A header quoted by an ICMP error about this flow.
+    IcmpError,
+}
+
+/// One packet for a shard; its payload is `data[start..start + len]` of the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketMsg {
+    pub flow_id: u64,
+    pub dir: Direction,
+    pub frame: u64,
+    pub ts_ns: i64,
+    pub wire_len: u32,
+    pub kind: Kind,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub spi: Option<u32>,
+    pub start: u32,
+    pub len: u32,
+    pub truncated: bool,
+    pub ah: bool,
+    pub tunneled: bool,
+    /// The packet came from IP fragments whose overlaps disagreed.
+    pub frag_conflict: bool,
+}
+
+#[derive(Debug)]
+pub enum Msg {
+    Open(Box<Open>),
+    Packet(PacketMsg),
+    Close { flow_id: u64, reason: EndReason },
+}
+
+struct Chunk {
+    dir: Direction,
+    frame: u64,
+    ts_ns: i64,
+    data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Probing {
+    chunks: Vec<Chunk>,
+    buffered: usize,
+    prefix: [Vec<u8>; 2],
+    /// Every probe said "no" to this direction's prefix.
+    rejected: [bool; 2],
+    datagrams: u32,
+}
+
+enum App {
+    Probing(Probing),
+    Active(Box<dyn Analyzer>),
+    /// Nothing more to parse: encrypted, finished, or never recognised. Bytes are counted.
+    Passive,
+    /// UDP 4500: IPsec NAT traversal (ESP in UDP, RFC 3948).
+    NatT,
+}
+
+struct State {
+    flow: Flow,
+    reasm: [Reassembler; 2],
+    app: App,
+    /// The analyzer was finished (both FINs or a RST): later packets are only counted.
+    analysis_done: bool,
+    /// The reassemblers no longer keep bytes (nobody reads them).
+    light: bool,
+}
+
+/// Per-shard configuration.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShardConfig {
+    pub reassembly: ReassemblyLimits,
+}
+
+pub struct Shard {
+    cfg: ShardConfig,
+    flows: FlowMap<u64, State>,
+    pub done: Vec<Flow>,
+}
+
+impl Shard {
+    pub fn new(cfg: ShardConfig) -> Shard {
+        Shard {
+            cfg,
+            flows: FlowMap::default(),
+            done: Vec::new(),
+        }
+    }
+
+    pub fn handle(&mut self, msg: &Msg, data: &[u8]) {
+        match msg {
+            Msg::Open(o) => self.open(o),
+            Msg::Packet(p) => {
+                let payload = usize::try_from(p.start)
+                    .ok()
+                    .zip(usize::try_from(p.len).ok())
+                    .and_then(|(s, l)| data.get(s..s.checked_add(l)?))
+                    .unwrap_or(&[]);
+                if let Some(st) = self.flows.get_mut(&p.flow_id) {
+                    st.packet(p, payload, &self.cfg);
+                }
+            }
+            Msg::Close { flow_id, reason } => {
+                if let Some(st) = self.flows.remove(flow_id) {
+                    self.done.push(st.finish(*reason));
+                }
+            }
+        }
+    }
+
+    /// Flows still open (the table closes every flow at the end, so normally none).
+    pub fn into_flows(mut self) -> Vec<Flow> {
+        let mut rest: Vec<u64> = self.flows.keys().copied().collect();
+        rest.sort_unstable();
+        for id in rest {
+            if let Some(st) = self.flows.remove(&id) {
+                self.done.push(st.finish(EndReason::CaptureEnd));
+            }
+        }
+        self.done
+    }
+
+    fn open(&mut self, o: &Open) {
+        let mut posture = Posture::default();
+        let app = match o.transport {
+            Transport::Esp => {
+                posture.protocol = Some("esp");
+                posture.detected_by = Some("handshake");
+                App::Passive
+            }
+            Transport::Udp if o.server.port() == 4500 || o.client.port() == 4500 => {
+                posture.protocol = Some("ipsec-nat-t");
+                posture.detected_by = Some("port");
+                App::NatT
+            }
+            Transport::Udp if o.server.port() == 500 && o.client.port() == 500 => {
+                posture.protocol = Some("ike");
+                posture.detected_by = Some("port");
+                App::Passive
+            }
+            Transport::Tcp | Transport::Udp => App::Probing(Probing::default()),
+            _ => App::Passive,
+        };
+        let flow = Flow {
+            id: o.flow_id,
+            transport: o.transport,
+            client: o.client,
+            server: o.server,
+            client_from: o.client_from,
+            conversation_frame: o.conversation_frame,
+            stream: None,
+            resumed: o.resumed,
+            first_frame: 0,
+            last_frame: 0,
+            first_ts_ns: 0,
+            last_ts_ns: 0,
+            frames: [0; 2],
+            bytes: [0; 2],
+            payload: [0; 2],
+            syn_seen: false,
+            syn_ack_seen: false,
+            fin_seen: [false; 2],
+            rst_seen: false,
+            end: EndReason::CaptureEnd,
+            truncated_frames: 0,
+            icmp_errors: 0,
+            ah_seen: false,
+            tunneled: false,
+            reassembly: Default::default(),
+            posture,
+        };
+        self.flows.insert(
+            o.flow_id,
+            State {
+                flow,
+                reasm: [Reassembler::new(), Reassembler::new()],
+                app,
+                analysis_done: false,
+                light: false,
+            },
+        );
+    }
+}
+
+impl State {
+    fn packet(&mut self, p: &PacketMsg, payload: &[u8], cfg: &ShardConfig) {
+        let f = &mut self.flow;
+        let d = p.dir.index();
+        if f.first_frame == 0 {
+            f.first_frame = p.frame;
+            f.first_ts_ns = p.ts_ns;
+        }
+        f.last_frame = p.frame;
+        f.last_ts_ns = p.ts_ns;
+        f.frames[d] += 1;
+        f.bytes[d] += u64::from(p.wire_len);
+        f.truncated_frames += u64::from(p.truncated);
+        f.tunneled |= p.tunneled;
+        if p.frag_conflict {
+            f.posture.anomaly(
+                p.frame,
+                "ip.fragment-conflict",
+                "overlapping IP fragments carried different bytes; the first copy was kept",
+            );
+        }
+        if p.ah && !f.ah_seen {
+            f.ah_seen = true;
+            f.posture.fact("ipsec.ah", "seen");
+        }
+        match p.kind {
+            Kind::IcmpError => f.icmp_errors += 1,
+            Kind::Esp => {
+                f.posture.set_encryption(Encryption::Ipsec, p.frame);
+                if let Some(spi) = p.spi {
+                    f.posture.fact("esp.spi", format!("0x{spi:08x}"));
+                }
+            }
+            Kind::Other => {}
+            Kind::Udp => {
+                f.payload[d] += payload.len() as u64;
+                self.datagram(p, payload);
+            }
+            Kind::Tcp => self.segment(p, payload, cfg),
+        }
+    }
+
+    fn segment(&mut self, p: &PacketMsg, payload: &[u8], cfg: &ShardConfig) {
+        let dir = p.dir;
+        let d = dir.index();
+        if p.flags & SYN != 0 {
+            if p.flags & ACK == 0 {
+                if dir == Direction::ToServer {
+                    self.flow.syn_seen = true;
+                }
+            } else if dir == Direction::ToClient {
+                self.flow.syn_ack_seen = true;
+            }
+            self.reasm[d].syn(p.seq);
+        }
+        if p.flags & RST != 0 {
+            self.flow.rst_seen = true;
+        }
+        if self.analysis_done {
+            // Late packets after the close: counted by `packet`, nothing to analyse.
+            if p.flags & FIN != 0 {
+                self.flow.fin_seen[d] = true;
+            }
+            return;
+        }
+        let ctx = Fed {
+            frame: p.frame,
+            ts_ns: p.ts_ns,
+        };
+        // The acknowledgement speaks of the other direction: bytes it covers that the
+        // capture never showed are a gap there.
+        let State {
+            flow, reasm, app, ..
+        } = self;
+        if p.flags & ACK != 0 && p.flags & RST == 0 {
+            let other = dir.flip();
+            reasm[other.index()].acked(p.ack, &mut |pc| deliver(flow, app, other, pc, ctx));
+        }
+        let data_seq = p.seq.wrapping_add(u32::from(p.flags & SYN != 0));
+        if !payload.is_empty() {
+            reasm[d].segment(data_seq, payload, &cfg.reassembly, &mut |pc| {
+                deliver(flow, app, dir, pc, ctx)
+            });
+        }
+        if p.flags & FIN != 0 {
+            self.flow.fin_seen[d] = true;
+            self.reasm[d].fin(data_seq.wrapping_add(payload.len() as u32));
+        }
+        if !self.analysis_done && (self.flow.rst_seen || self.flow.fin_seen == [true, true]) {
+            // The conversation is over: finish the analysis now and free its buffers,
+            // keeping only the counters until the table closes the record.
+            self.end_analysis();
+        } else if !self.light && matches!(self.app, App::Passive) {
+            self.light = true;
+            self.reasm[0].set_light();
+            self.reasm[1].set_light();
+        }
+    }
+
+    fn datagram(&mut self, p: &PacketMsg, payload: &[u8]) {
+        if matches!(self.app, App::NatT) {
+            match payload {
+                [0xff] => self.flow.posture.fact("ipsec.nat-t", "keepalive"),
+                [0, 0, 0, 0, ..] => self.flow.posture.fact("ipsec.nat-t", "ike"),
+                [] => {}
+                _ => self.flow.posture.set_encryption(Encryption::Ipsec, p.frame),
+            }
+            return;
+        }
+        let at = Fed {
+            frame: p.frame,
+            ts_ns: p.ts_ns,
+        };
+        feed(&mut self.flow, &mut self.app, p.dir, payload, at);
+    }
+
+    /// Flush what reassembly holds, give an unsure probe its port-based choice, finish
+    /// the analyzer, and drop the heavy state.
+    fn end_analysis(&mut self) {
+        if self.analysis_done {
+            return;
+        }
+        self.analysis_done = true;
+        let at = Fed {
+            frame: self.flow.last_frame,
+            ts_ns: self.flow.last_ts_ns,
+        };
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let State {
+                flow, reasm, app, ..
+            } = &mut *self;
+            reasm[dir.index()].finish(&mut |pc| deliver(flow, app, dir, pc, at));
+        }
+        if let App::Probing(pr) = &self.app {
+            // Not enough bytes for a "certain": fall back to the port when a probe is unsure.
+            let (cport, sport) = (self.flow.client.port(), self.flow.server.port());
+            let tcp = self.flow.transport == Transport::Tcp;
+            let mut pick = None;
+            for dir in [Direction::ToServer, Direction::ToClient] {
+                let pre = if tcp {
+                    pr.prefix[dir.index()].as_slice()
+                } else {
+                    pr.chunks
+                        .iter()
+                        .find(|c| c.dir == dir)
+                        .map(|c| c.data.as_slice())
+                        .unwrap_or(&[])
+                };
+                if pre.is_empty() {
+                    continue;
+                }
+                if let (Some(c), _) = choose(tcp, dir, pre, cport, sport) {
+                    pick = Some(c);
+                    break;
+                }
+            }
+            if let Some((reg, by)) = pick {
+                start(&mut self.flow, &mut self.app, reg, by);
+            }
+        }
+        let (cport, sport) = (self.flow.client.port(), self.flow.server.port());
+        if let App::Active(a) = &mut self.app {
+            let mut cx = Ctx {
+                frame: at.frame,
+                ts_ns: at.ts_ns,
+                client_port: cport,
+                server_port: sport,
+                posture: &mut self.flow.posture,
+            };
+            a.finish(&mut cx);
+        }
+        self.app = App::Passive;
+        self.stats_snapshot();
+        self.reasm = [Reassembler::new(), Reassembler::new()];
+        self.reasm[0].set_light();
+        self.reasm[1].set_light();
+        self.light = true;
+    }
+
+    fn stats_snapshot(&mut self) {
+        for (i, r) in self.reasm.iter().enumerate() {
+            let acc = &mut self.flow.reassembly[i];
+            acc.retransmitted_bytes += r.stats.retransmitted_bytes;
+            acc.conflicting_overlaps += r.stats.conflicting_overlaps;
+            acc.out_of_order += r.stats.out_of_order;
+            acc.gaps += r.stats.gaps;
+            acc.gap_bytes += r.stats.gap_bytes;
+            acc.cap_hits += r.stats.cap_hits;
+            acc.implausible += r.stats.implausible;
+        }
+    }
+
+    fn finish(mut self, reason: EndReason) -> Flow {
+        self.end_analysis();
+        let f = &mut self.flow;
+        f.end = reason;
+        if f.transport == Transport::Tcp {
+            if !f.syn_seen && !f.syn_ack_seen && f.payload != [0, 0] {
+                f.posture.anomaly(
+                    f.first_frame,
+                    "tcp.handshake-not-seen",
+                    "the connection began before the capture: its start is unknown",
+                );
+            }
+            let hits: u64 = f.reassembly.iter().map(|s| s.cap_hits).sum();
+            if hits > 0 {
+                f.posture.anomaly(
+                    f.last_frame,
+                    "tcp.reassembly-cap",
+                    format!("out-of-order buffer full {hits} times; gaps declared early"),
+                );
+            }
+            let conflicts: u64 = f.reassembly.iter().map(|s| s.conflicting_overlaps).sum();
+            if conflicts > 0 {
+                f.posture.anomaly(
+                    f.last_frame,
+                    "tcp.overlap-conflict",
+                    format!(
+                        "{conflicts} retransmissions carried different bytes; the first copy was kept"
+                    ),
+                );
+            }
+        }
+        if f.truncated_frames > 0 {
+            f.posture.anomaly(
+                f.first_frame,
+                "frame.truncated",
+                format!(
+                    "{} frames cut short by the capture's snapshot length",
+                    f.truncated_frames
+                ),
+            );
+        }
+        self.flow
+    }
+}
+
+fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed) {
+    let (cport, sport) = (flow.client.port(), flow.server.port());
+    let tcp = flow.transport == Transport::Tcp;
+    match app {
+        App::Passive | App::NatT => {}
+        App::Active(a) => {
+            let mut cx = Ctx {
+                frame: at.frame,
+                ts_ns: at.ts_ns,
+                client_port: cport,
+                server_port: sport,
+                posture: &mut flow.posture,
+            };
+            if a.data(dir, bytes, &mut cx) == Next::Done {
+                *app = App::Passive;
+            }
+        }
+        App::Probing(pr) => {
+            if pr.buffered + bytes.len() > PROBE_REPLAY_MAX {
+                flow.posture
+                    .fact("probe", format!("undecided after {} bytes", pr.buffered));
+                *app = App::Passive;
+                return;
+            }
+            pr.buffered += bytes.len();
+            let choice = if tcp {
+                let pre = &mut pr.prefix[dir.index()];
+                let room = PROBE_PREFIX.saturating_sub(pre.len());
+                pre.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or(&[]));
+                let (c, all_no) = choose(true, dir, pre, cport, sport);
+                pr.rejected[dir.index()] = all_no;
+                c
+            } else {
+                pr.datagrams += 1;
+                let (c, all_no) = choose(false, dir, bytes, cport, sport);
+                pr.rejected[dir.index()] = all_no;
+                c
+            };
+            pr.chunks.push(Chunk {
+                dir,
+                frame: at.frame,
+                ts_ns: at.ts_ns,
+                data: bytes.to_vec(),
+            });
+            match choice {
+                Some((reg, by)) => start(flow, app, reg, by),
+                None => {
+                    let tcp_gave_up = tcp && pr.rejected == [true, true];
+                    let udp_gave_up = !tcp && pr.datagrams >= PROBE_MAX_DATAGRAMS;
+                    if tcp_gave_up || udp_gave_up {
+                        *app = App::Passive;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An analyzer claimed the flow: replay what the probe held, in arrival order.
+fn start(flow: &mut Flow, app: &mut App, reg: &'static Registration, by: &'static str) {
+    let App::Probing(pr) = std::mem::replace(app, App::Passive) else {
+        return;
+    };
+    flow.posture.protocol = Some(reg.name);
+    flow.posture.detected_by = Some(by);
+    let mut a = (reg.make)();
+    let (cport, sport) = (flow.client.port(), flow.server.port());
+    for c in pr.chunks {
+        let mut cx = Ctx {
+            frame: c.frame,
+            ts_ns: c.ts_ns,
+            client_port: cport,
+            server_port: sport,
+            posture: &mut flow.posture,
+        };
+        if a.data(c.dir, &c.data, &mut cx) == Next::Done {
+            return;
+        }
+    }
+    *app = App::Active(a);
+}
+
+fn gap(flow: &mut Flow, app: &mut App, dir: Direction, len: u64, at: Fed) {
+    let (cport, sport) = (flow.client.port(), flow.server.port());
+    match app {
+        App::Active(a) => {
+            let mut cx = Ctx {
+                frame: at.frame,
+                ts_ns: at.ts_ns,
+                client_port: cport,
+                server_port: sport,
+                posture: &mut flow.posture,
+            };
+            if a.gap(dir, len, &mut cx) == Next::Done {
+                *app = App::Passive;
+            }
+        }
+        App::Probing(pr) => {
+            // The start of this direction is lost; probe what follows the hole.
+            pr.prefix[dir.index()].clear();
+            pr.rejected[dir.index()] = false;
+            flow.posture.anomaly(
+                at.frame,
+                "stream.gap",
+                format!("{len} bytes missing before the protocol was recognised"),
+            );
+        }
+        App::Passive | App::NatT => {}
+    }
+}
+
+/// Hand one reassembled piece to the flow's analyzer.
+fn deliver(flow: &mut Flow, app: &mut App, dir: Direction, piece: Piece<'_>, at: Fed) {
+    match piece {
+        Piece::Data(bytes) => {
+            flow.payload[dir.index()] += bytes.len() as u64;
+            feed(flow, app, dir, bytes, at);
+        }
+        Piece::Gap(len) => gap(flow, app, dir, len, at),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fed {
+    frame: u64,
+    ts_ns: i64,
+}
+
+/// Ask every analyzer of the transport about a prefix. A `Certain` wins at once (in
+/// registry order); otherwise an `Unsure` on one of the analyzer's own server ports.
+/// Also returns whether every probe said no.
+fn choose(
+    tcp: bool,
+    dir: Direction,
+    prefix: &[u8],
+    cport: u16,
+    sport: u16,
+) -> (Option<(&'static Registration, &'static str)>, bool) {
+    let mut by_port = None;
+    let mut all_no = true;
+    for reg in REGISTRY.iter().filter(|r| r.tcp == tcp) {
+        match (reg.probe)(dir, prefix, cport, sport) {
+            Probe::Certain => return (Some((reg, "handshake")), false),
+            Probe::Unsure => {
+                all_no = false;
+                if by_port.is_none() && reg.ports.contains(&sport) {
+                    by_port = Some((reg, "port"));
+                }
+            }
+            Probe::No => {}
+        }
+    }
+    (by_port, all_no)
+}

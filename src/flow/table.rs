@@ -1,0 +1,720 @@
+//! The flow table: which flow a packet belongs to, which side is the client, where a
+//! Wireshark conversation begins, and when a flow ends (close, timeout, cap).
+//!
+//! It runs on the reader thread, in capture order, so every decision that spans flows
+//! is the same whatever the shard count. It holds only small fixed-size entries; the
+//! heavy per-flow state (reassembly buffers, analyzers) lives in the shards.
+
+use super::hash::FlowMap;
+use super::{ClientFrom, EndReason, Transport};
+use crate::decode::{ACK, FIN, RST, SYN};
+use crate::model::Direction;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+
+/// Caps and timeouts of the flow table; all times are capture time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowLimits {
+    /// Flows open at once; past it the longest-idle flow is evicted (and counted).
+    pub max_live: usize,
+    /// Ended conversations remembered so a late packet keeps its Wireshark stream index.
+    pub max_remembered: usize,
+    pub tcp_idle_ns: i64,
+    /// Idle time after both FINs or a RST before the record is closed.
+    pub tcp_closed_ns: i64,
+    pub udp_idle_ns: i64,
+    pub other_idle_ns: i64,
+}
+
+const SEC: i64 = 1_000_000_000;
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            max_live: 262_144,
+            max_remembered: 1 << 20,
+            tcp_idle_ns: 600 * SEC,
+            tcp_closed_ns: 30 * SEC,
+            udp_idle_ns: 120 * SEC,
+            other_idle_ns: 600 * SEC,
+        }
+    }
+}
+
+/// Counters the coverage report shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableStats {
+    pub flows: u64,
+    pub timed_out: u64,
+    /// Flows pushed out by `max_live`.
+    pub evicted: u64,
+    /// New conversations on reused ports (SYN with a new sequence number).
+    pub port_reuse: u64,
+    /// Flow records that continued a conversation after a timeout or eviction.
+    pub resumed: u64,
+    /// Remembered conversations forgotten because of `max_remembered`: stream indices
+    /// after this may differ from Wireshark's.
+    pub forgotten: u64,
+    pub peak_live: u64,
+}
+
+/// The symmetric flow key: the two endpoints in a fixed order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub transport: Transport,
+    pub lo: SocketAddr,
+    pub hi: SocketAddr,
+}
+
+impl Key {
+    pub fn new(transport: Transport, a: SocketAddr, b: SocketAddr) -> Key {
+        let (lo, hi) = if (a.ip(), a.port()) <= (b.ip(), b.port()) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        Key { transport, lo, hi }
+    }
+
+    /// A hash that is the same on every run and for both directions (FNV-1a).
+    pub fn stable_hash(&self) -> u64 {
+        struct Fnv(u64);
+        impl Hasher for Fnv {
+            fn finish(&self) -> u64 {
+                self.0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                for b in bytes {
+                    self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// What the table needs to know of a packet.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketView {
+    pub transport: Transport,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// TCP sequence number and flags (0 for other transports).
+    pub seq: u32,
+    pub flags: u8,
+    /// A header quoted in an ICMP error: belongs to the flow but says nothing of its state.
+    pub icmp_error: bool,
+}
+
+/// A new flow record for the shards.
+#[derive(Clone, Debug)]
+pub struct Open {
+    pub flow_id: u64,
+    pub transport: Transport,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub client_from: ClientFrom,
+    pub conversation_frame: u64,
+    pub resumed: bool,
+}
+
+/// What the table decided; the pipeline forwards these to the shards in order.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Open(usize, Box<Open>),
+    Close {
+        shard: usize,
+        flow_id: u64,
+        reason: EndReason,
+    },
+}
+
+/// Where a packet goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub shard: usize,
+    pub flow_id: u64,
+    pub dir: Direction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    TcpOpen,
+    TcpClosed,
+    Udp,
+    Other,
+}
+
+impl Class {
+    fn index(self) -> usize {
+        match self {
+            Class::TcpOpen => 0,
+            Class::TcpClosed => 1,
+            Class::Udp => 2,
+            Class::Other => 3,
+        }
+    }
+}
+
+/// Identity of a conversation, kept after its flow record ends.
+#[derive(Clone, Copy, Debug)]
+struct Identity {
+    conversation_frame: u64,
+    client: SocketAddr,
+    client_from: ClientFrom,
+    /// First sequence number seen per direction (client, server), Wireshark's base_seq.
+    base_seq: [Option<u32>; 2],
+}
+
+struct Live {
+    id: Identity,
+    flow_id: u64,
+    shard: usize,
+    last_ts: i64,
+    class: Class,
+    fin: [bool; 2],
+}
+
+struct Remembered {
+    id: Identity,
+    serial: u64,
+}
+
+pub struct Table {
+    limits: FlowLimits,
+    shards: usize,
+    live: FlowMap<Key, Live>,
+    remembered: FlowMap<Key, Remembered>,
+    remembered_order: VecDeque<(Key, u64)>,
+    remembered_serial: u64,
+    /// Per class, (last activity when queued, key, flow id), oldest first.
+    idle: [VecDeque<(i64, Key, u64)>; 4],
+    next_flow: u64,
+    now: i64,
+    pub events: Vec<Event>,
+    pub stats: TableStats,
+}
+
+impl Table {
+    pub fn new(limits: FlowLimits, shards: usize) -> Table {
+        Table {
+            limits,
+            shards: shards.max(1),
+            live: FlowMap::default(),
+            remembered: FlowMap::default(),
+            remembered_order: VecDeque::new(),
+            remembered_serial: 0,
+            idle: Default::default(),
+            next_flow: 0,
+            now: i64::MIN,
+            events: Vec::new(),
+            stats: TableStats::default(),
+        }
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    fn timeout(&self, class: Class) -> i64 {
+        match class {
+            Class::TcpOpen => self.limits.tcp_idle_ns,
+            Class::TcpClosed => self.limits.tcp_closed_ns,
+            Class::Udp => self.limits.udp_idle_ns,
+            Class::Other => self.limits.other_idle_ns,
+        }
+    }
+
+    /// Assign a packet to its flow, opening, closing and expiring flows as needed.
+    pub fn place(&mut self, p: &PacketView, frame: u64, ts_ns: i64) -> Placement {
+        // Capture time only moves forward here, so a clock step back never expires flows early.
+        self.now = self.now.max(ts_ns);
+        self.expire();
+        let key = Key::new(p.transport, p.src, p.dst);
+        let pure_syn =
+            p.transport == Transport::Tcp && p.flags & (SYN | ACK) == SYN && !p.icmp_error;
+
+        if let Some(live) = self.live.get(&key) {
+            let dir = direction(&live.id, p.src);
+            let reused = pure_syn && live.id.base_seq[dir.index()].is_some_and(|b| b != p.seq);
+            if !reused {
+                return self.touch(key, p, dir);
+            }
+            self.stats.port_reuse += 1;
+            self.close(key, EndReason::PortReuse, false);
+            let id = self.new_identity(p, frame);
+            return self.open(key, id, false, p);
+        }
+
+        let (id, resumed) = match self.remembered.remove(&key) {
+            Some(r) => {
+                let dir = direction(&r.id, p.src);
+                if pure_syn && r.id.base_seq[dir.index()].is_some_and(|b| b != p.seq) {
+                    self.stats.port_reuse += 1;
+                    (self.new_identity(p, frame), false)
+                } else {
+                    self.stats.resumed += 1;
+                    (r.id, true)
+                }
+            }
+            None => (self.new_identity(p, frame), false),
+        };
+        self.open(key, id, resumed, p)
+    }
+
+    /// End of the capture: close everything still open, oldest flow first.
+    pub fn finish(&mut self) {
+        let mut keys: Vec<(u64, Key)> = self.live.iter().map(|(k, l)| (l.flow_id, *k)).collect();
+        keys.sort_by_key(|(id, _)| *id);
+        for (_, k) in keys {
+            self.close(k, EndReason::CaptureEnd, false);
+        }
+    }
+
+    fn new_identity(&mut self, p: &PacketView, frame: u64) -> Identity {
+        let (client, client_from) = if p.transport == Transport::Tcp && !p.icmp_error {
+            match p.flags & (SYN | ACK) {
+                SYN => (p.src, ClientFrom::Syn),
+                f if f == SYN | ACK => (p.dst, ClientFrom::SynAck),
+                _ => by_ports(p),
+            }
+        } else {
+            by_ports(p)
+        };
+        Identity {
+            conversation_frame: frame,
+            client,
+            client_from,
+            base_seq: [None; 2],
+        }
+    }
+
+    fn open(&mut self, key: Key, id: Identity, resumed: bool, p: &PacketView) -> Placement {
+        if self.live.len() >= self.limits.max_live.max(1) {
+            self.evict_one();
+        }
+        let flow_id = self.next_flow;
+        self.next_flow += 1;
+        self.stats.flows += 1;
+        let shard = (key.stable_hash() % self.shards as u64) as usize;
+        let server = if id.client == key.lo { key.hi } else { key.lo };
+        let class = match p.transport {
+            Transport::Tcp => Class::TcpOpen,
+            Transport::Udp => Class::Udp,
+            _ => Class::Other,
+        };
+        self.events.push(Event::Open(
+            shard,
+            Box::new(Open {
+                flow_id,
+                transport: p.transport,
+                client: id.client,
+                server,
+                client_from: id.client_from,
+                conversation_frame: id.conversation_frame,
+                resumed,
+            }),
+        ));
+        self.live.insert(
+            key,
+            Live {
+                id,
+                flow_id,
+                shard,
+                last_ts: self.now,
+                class,
+                fin: [false; 2],
+            },
+        );
+        self.idle[class.index()].push_back((self.now, key, flow_id));
+        self.stats.peak_live = self.stats.peak_live.max(self.live.len() as u64);
+        let dir = direction(&id, p.src);
+        self.touch(key, p, dir)
+    }
+
+    fn touch(&mut self, key: Key, p: &PacketView, dir: Direction) -> Placement {
+        let now = self.now;
+        let Some(live) = self.live.get_mut(&key) else {
+            // Unreachable by construction; keep the packet in a fresh flow rather than panic.
+            let id = Identity {
+                conversation_frame: 0,
+                client: p.src,
+                client_from: ClientFrom::FirstPacket,
+                base_seq: [None; 2],
+            };
+            return self.open(key, id, false, p);
+        };
+        live.last_ts = now;
+        let mut new_class = None;
+        if p.transport == Transport::Tcp && !p.icmp_error {
+            let base = &mut live.id.base_seq[dir.index()];
+            if base.is_none() {
+                // Wireshark's base_seq: the SYN's ISN, else the byte before the first seen.
+                *base = Some(if p.flags & SYN != 0 {
+                    p.seq
+                } else {
+                    p.seq.wrapping_sub(1)
+                });
+            }
+            if p.flags & FIN != 0 {
+                live.fin[dir.index()] = true;
+            }
+            if (p.flags & RST != 0 || live.fin == [true, true]) && live.class == Class::TcpOpen {
+                live.class = Class::TcpClosed;
+                new_class = Some(Class::TcpClosed);
+            }
+        }
+        let placement = Placement {
+            shard: live.shard,
+            flow_id: live.flow_id,
+            dir,
+        };
+        if let Some(c) = new_class {
+            self.idle[c.index()].push_back((now, key, placement.flow_id));
+        }
+        placement
+    }
+
+    /// Close flows idle past their timeout; stale queue entries are dropped or requeued.
+    fn expire(&mut self) {
+        for c in [Class::TcpOpen, Class::TcpClosed, Class::Udp, Class::Other] {
+            let timeout = self.timeout(c);
+            while let Some(&(queued, key, flow_id)) = self.idle[c.index()].front() {
+                if queued.saturating_add(timeout) > self.now {
+                    break;
+                }
+                self.idle[c.index()].pop_front();
+                let Some(live) = self.live.get(&key) else {
+                    continue;
+                };
+                if live.flow_id != flow_id || live.class != c {
+                    continue; // a stale entry: the flow ended or changed class
+                }
+                if live.last_ts.saturating_add(timeout) <= self.now {
+                    self.stats.timed_out += 1;
+                    let reason = if c == Class::TcpClosed {
+                        EndReason::Closed
+                    } else {
+                        EndReason::Timeout
+                    };
+                    self.close(key, reason, true);
+                } else {
+                    let last = live.last_ts;
+                    self.idle[c.index()].push_back((last, key, flow_id));
+                }
+            }
+        }
+    }
+
+    /// The live-flow cap is reached: evict the flow idle the longest.
+    fn evict_one(&mut self) {
+        loop {
+            // The queue whose front is oldest.
+            let mut best: Option<(i64, usize)> = None;
+            for (i, q) in self.idle.iter().enumerate() {
+                if let Some(&(t, _, _)) = q.front() {
+                    if best.is_none_or(|(bt, _)| t < bt) {
+                        best = Some((t, i));
+                    }
+                }
+            }
+            let Some((_, qi)) = best else { return };
+            let Some((queued, key, flow_id)) = self.idle[qi].pop_front() else {
+                return;
+            };
+            let Some(live) = self.live.get(&key) else {
+                continue;
+            };
+            if live.flow_id != flow_id || live.class.index() != qi {
+                continue;
+            }
+            if live.last_ts > queued {
+                let last = live.last_ts;
+                self.idle[qi].push_back((last, key, flow_id));
+                continue;
+            }
+            self.stats.evicted += 1;
+            self.close(key, EndReason::Evicted, true);
+            return;
+        }
+    }
+
+    fn close(&mut self, key: Key, reason: EndReason, remember: bool) {
+        let Some(live) = self.live.remove(&key) else {
+            return;
+        };
+        self.events.push(Event::Close {
+            shard: live.shard,
+            flow_id: live.flow_id,
+            reason,
+        });
+        if remember && key.transport.has_ports() {
+            self.remember(key, live.id);
+        }
+    }
+
+    fn remember(&mut self, key: Key, id: Identity) {
+        if self.limits.max_remembered == 0 {
+            self.stats.forgotten += 1;
+            return;
+        }
+        while self.remembered.len() >= self.limits.max_remembered {
+            let Some((k, serial)) = self.remembered_order.pop_front() else {
+                break;
+            };
+            if self.remembered.get(&k).is_some_and(|r| r.serial == serial) {
+                self.remembered.remove(&k);
+                self.stats.forgotten += 1;
+            }
+        }
+        self.remembered_serial += 1;
+        let serial = self.remembered_serial;
+        self.remembered.insert(key, Remembered { id, serial });
+        self.remembered_order.push_back((key, serial));
+        // Keep the order queue from growing with stale entries.
+        if self.remembered_order.len() > 2 * self.limits.max_remembered + 16 {
+            let remembered = &self.remembered;
+            self.remembered_order
+                .retain(|(k, s)| remembered.get(k).is_some_and(|r| r.serial == *s));
+        }
+    }
+}
+
+fn direction(id: &Identity, src: SocketAddr) -> Direction {
+    if src == id.client {
+        Direction::ToServer
+    } else {
+        Direction::ToClient
+    }
+}
+
+/// How likely a port is to be a server's: a port an analyzer or the Exchange catalog
+/// names, then the system range, then the registered range, then ephemeral ports.
+pub fn server_port_rank(port: u16) -> u8 {
+    const KNOWN: &[u16] = &[
+        25, 53, 67, 80, 88, 110, 123, 135, 137, 138, 139, 143, 161, 389, 443, 444, 445, 464, 465,
+        500, 587, 593, 636, 691, 993, 995, 1433, 3268, 3269, 3389, 4500, 5060, 5061, 5062, 5065,
+        5066, 5985, 5986, 8080, 8443, 50389, 50636,
+    ];
+    if KNOWN.contains(&port)
+        || crate::proto::REGISTRY
+            .iter()
+            .any(|r| r.ports.contains(&port))
+    {
+        3
+    } else if port < 1024 {
+        2
+    } else if port < 49152 {
+        1
+    } else {
+        0
+    }
+}
+
+fn by_ports(p: &PacketView) -> (SocketAddr, ClientFrom) {
+    if !p.transport.has_ports() {
+        return (p.src, ClientFrom::FirstPacket);
+    }
+    let (s, d) = (
+        server_port_rank(p.src.port()),
+        server_port_rank(p.dst.port()),
+    );
+    if d > s {
+        (p.src, ClientFrom::Ports)
+    } else if s > d {
+        (p.dst, ClientFrom::Ports)
+    } else {
+        (p.src, ClientFrom::FirstPacket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn tcp(src: &str, dst: &str, seq: u32, flags: u8) -> PacketView {
+        PacketView {
+            transport: Transport::Tcp,
+            src: sa(src),
+            dst: sa(dst),
+            seq,
+            flags,
+            icmp_error: false,
+        }
+    }
+
+    fn opens(t: &mut Table) -> Vec<Open> {
+        t.events
+            .drain(..)
+            .filter_map(|e| match e {
+                Event::Open(_, o) => Some(*o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const C: &str = "10.0.0.1:50000";
+    const S: &str = "10.0.0.2:25";
+
+    #[test]
+    fn syn_decides_client_and_directions() {
+        let mut t = Table::new(FlowLimits::default(), 4);
+        let a = t.place(&tcp(C, S, 100, SYN), 1, 0);
+        let b = t.place(&tcp(S, C, 900, SYN | ACK), 2, 0);
+        assert_eq!(a.flow_id, b.flow_id);
+        assert_eq!(a.shard, b.shard);
+        assert_eq!(a.dir, Direction::ToServer);
+        assert_eq!(b.dir, Direction::ToClient);
+        let o = opens(&mut t);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].client, sa(C));
+        assert_eq!(o[0].client_from, ClientFrom::Syn);
+        assert_eq!(o[0].conversation_frame, 1);
+    }
+
+    #[test]
+    fn syn_ack_first_makes_its_receiver_the_client() {
+        let mut t = Table::new(FlowLimits::default(), 1);
+        t.place(&tcp(S, C, 900, SYN | ACK), 1, 0);
+        let o = opens(&mut t);
+        assert_eq!(o[0].client, sa(C));
+        assert_eq!(o[0].client_from, ClientFrom::SynAck);
+    }
+
+    #[test]
+    fn mid_stream_uses_ports() {
+        let mut t = Table::new(FlowLimits::default(), 1);
+        // first packet seen goes from the server port 25 to the ephemeral port
+        t.place(&tcp(S, C, 5, ACK), 1, 0);
+        let o = opens(&mut t);
+        assert_eq!(o[0].client, sa(C));
+        assert_eq!(o[0].client_from, ClientFrom::Ports);
+        // equal ranks: the first sender is the client
+        t.place(&tcp("10.0.0.3:50001", "10.0.0.4:50002", 5, ACK), 2, 0);
+        let o = opens(&mut t);
+        assert_eq!(o[0].client, sa("10.0.0.3:50001"));
+        assert_eq!(o[0].client_from, ClientFrom::FirstPacket);
+    }
+
+    #[test]
+    fn new_syn_with_other_isn_starts_a_new_conversation() {
+        let mut t = Table::new(FlowLimits::default(), 1);
+        let a = t.place(&tcp(C, S, 100, SYN), 1, 0);
+        t.place(&tcp(C, S, 101, FIN | ACK), 2, 0);
+        // retransmitted SYN, same ISN: same conversation
+        let b = t.place(&tcp(C, S, 100, SYN), 3, 0);
+        assert_eq!(a.flow_id, b.flow_id);
+        let c = t.place(&tcp(C, S, 7000, SYN), 4, 0);
+        assert_ne!(a.flow_id, c.flow_id);
+        assert_eq!(t.stats.port_reuse, 1);
+        let o = opens(&mut t);
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[1].conversation_frame, 4);
+    }
+
+    #[test]
+    fn timeout_closes_and_a_late_packet_resumes_the_same_conversation() {
+        let lim = FlowLimits {
+            tcp_idle_ns: 10 * SEC,
+            ..FlowLimits::default()
+        };
+        let mut t = Table::new(lim, 1);
+        t.place(&tcp(C, S, 100, SYN), 1, 0);
+        let late = t.place(&tcp(C, S, 101, ACK), 2, 11 * SEC);
+        let events: Vec<Event> = t.events.drain(..).collect();
+        assert!(matches!(
+            events[1],
+            Event::Close {
+                reason: EndReason::Timeout,
+                ..
+            }
+        ));
+        match &events[2] {
+            Event::Open(_, o) => {
+                assert!(o.resumed);
+                assert_eq!(o.conversation_frame, 1);
+                assert_eq!(o.flow_id, late.flow_id);
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(t.stats.timed_out, 1);
+    }
+
+    #[test]
+    fn activity_keeps_a_flow_alive() {
+        let lim = FlowLimits {
+            tcp_idle_ns: 10 * SEC,
+            ..FlowLimits::default()
+        };
+        let mut t = Table::new(lim, 1);
+        for i in 0..10 {
+            t.place(
+                &tcp(C, S, 100 + i, ACK),
+                u64::from(i) + 1,
+                i64::from(i) * 5 * SEC,
+            );
+        }
+        assert_eq!(t.stats.flows, 1);
+        assert_eq!(t.stats.timed_out, 0);
+    }
+
+    #[test]
+    fn live_cap_evicts_the_longest_idle() {
+        let lim = FlowLimits {
+            max_live: 2,
+            ..FlowLimits::default()
+        };
+        let mut t = Table::new(lim, 1);
+        let a = t.place(&tcp("10.0.0.1:1", S, 1, SYN), 1, 0);
+        t.place(&tcp("10.0.0.1:2", S, 1, SYN), 2, SEC);
+        t.place(&tcp("10.0.0.1:1", S, 2, ACK), 3, 2 * SEC); // a is fresh again
+        t.place(&tcp("10.0.0.1:3", S, 1, SYN), 4, 3 * SEC);
+        assert_eq!(t.stats.evicted, 1);
+        assert_eq!(t.live(), 2);
+        let closed: Vec<u64> = t
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Close { flow_id, .. } => Some(*flow_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed, vec![a.flow_id + 1]);
+    }
+
+    #[test]
+    fn remembered_conversations_are_capped() {
+        let lim = FlowLimits {
+            tcp_idle_ns: SEC,
+            max_remembered: 2,
+            ..FlowLimits::default()
+        };
+        let mut t = Table::new(lim, 1);
+        for i in 0..5u16 {
+            let src = format!("10.0.0.1:{}", 1000 + i);
+            t.place(
+                &tcp(&src, S, 1, SYN),
+                u64::from(i) + 1,
+                i64::from(i) * 10 * SEC,
+            );
+        }
+        t.place(&tcp(C, S, 1, SYN), 9, 100 * SEC);
+        assert_eq!(t.stats.forgotten, 3);
+        assert!(t.remembered.len() <= 2);
+    }
+
+    #[test]
+    fn key_is_symmetric() {
+        let a = Key::new(Transport::Udp, sa(C), sa(S));
+        let b = Key::new(Transport::Udp, sa(S), sa(C));
+        assert_eq!(a, b);
+        assert_eq!(a.stable_hash(), b.stable_hash());
+    }
+}

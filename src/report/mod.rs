@@ -1,0 +1,3 @@
+//! Report writers: one module per report, each turning results into text or JSON.
+
+pub mod flows;

@@ -1,0 +1,277 @@
+//! `dpaudit flows` end to end: the real binary on the shipped fixture and on captures the
+//! generator writes, in every output format, with any thread count.
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FIXTURE: &str = "fixtures/exchange-scenarios.pcapng";
+
+fn dpaudit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dpaudit"))
+        .args(args)
+        .output()
+        .expect("run dpaudit")
+}
+
+fn json_of(args: &[&str]) -> Value {
+    let out = dpaudit(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dpaudit-flows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn flows(doc: &Value) -> &Vec<Value> {
+    doc["flows"].as_array().expect("flows array")
+}
+
+/// The flow of scenario `i` (client 10.2.0.(i+1)) towards `server_port`.
+fn scenario_flow(doc: &Value, i: usize, server_port: u16) -> &Value {
+    let client = format!("10.2.0.{}:", i + 1);
+    let port = format!(":{server_port}");
+    flows(doc)
+        .iter()
+        .find(|f| {
+            f["client"].as_str().unwrap_or("").starts_with(&client)
+                && f["server"].as_str().unwrap_or("").ends_with(&port)
+        })
+        .unwrap_or_else(|| panic!("no flow from {client} to port {server_port}"))
+}
+
+fn scenario_index(name: &str) -> usize {
+    let out = dpaudit(&["gen", "-o", "/dev/null", "--list"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .position(|l| l == name)
+        .unwrap_or_else(|| panic!("no scenario {name}"))
+}
+
+#[test]
+fn stream_indices_are_dense_and_ordered_by_first_frame() {
+    let doc = json_of(&["flows", "--format", "json", FIXTURE]);
+    assert_eq!(doc["schema"], "dpaudit.flows/1");
+    assert_eq!(doc["files"][0]["frames"], 767);
+    for t in ["tcp", "udp"] {
+        let mut last_first = 0;
+        let mut streams: Vec<u64> = Vec::new();
+        for f in flows(&doc).iter().filter(|f| f["transport"] == t) {
+            let s = f["stream"].as_u64().expect("stream index");
+            let first = f["first_frame"].as_u64().unwrap();
+            assert!(first >= last_first);
+            last_first = first;
+            assert_eq!(f["filter"], format!("{t}.stream eq {s}"));
+            streams.push(s);
+        }
+        assert!(!streams.is_empty(), "{t}");
+        let want: Vec<u64> = (0..streams.len() as u64).collect();
+        assert_eq!(streams, want, "{t} streams numbered in first-frame order");
+    }
+    // every frame of the fixture is IP traffic that belongs to a flow
+    let in_flows: u64 = flows(&doc)
+        .iter()
+        .map(|f| f["frames"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_flows, 767);
+}
+
+#[test]
+fn scenarios_get_their_protocol_and_encryption() {
+    let doc = json_of(&["flows", "--format", "json", FIXTURE]);
+    let cases: &[(&str, u16, &str, &str)] = &[
+        ("smtp-client-starttls", 587, "smtp", "tls"),
+        ("smtp-starttls-refused", 25, "smtp", "none"),
+        ("https-owa", 443, "tls", "tls"),
+        ("imap-login-clear", 143, "imap", "none"),
+        ("pop3-stls", 110, "pop3", "tls"),
+        ("ldap-starttls", 389, "ldap", "tls"),
+        ("http-ews-basic-clear", 80, "http", "none"),
+    ];
+    for (name, port, proto, enc) in cases {
+        let f = scenario_flow(&doc, scenario_index(name), *port);
+        assert_eq!(f["protocol"], *proto, "{name}: {f}");
+        assert_eq!(f["encryption"], *enc, "{name}: {f}");
+        assert_eq!(f["client_from"], "syn", "{name}");
+        assert_eq!(f["detected_by"], "handshake", "{name}");
+    }
+    // EdgeSync over LDAPS: hub to edge on 50636, TLS recognised by its handshake
+    let edgesync = flows(&doc)
+        .iter()
+        .find(|f| f["server"].as_str().unwrap().ends_with(":50636"))
+        .expect("an EdgeSync flow");
+    assert_eq!(edgesync["protocol"], "tls");
+    assert_eq!(edgesync["encryption"], "tls");
+    let tls = &scenario_flow(&doc, scenario_index("https-owa"), 443)["tls"];
+    assert_eq!(tls["started_by"], "implicit");
+    assert!(tls["server_hello_frame"].as_u64().is_some(), "{tls}");
+    let starttls = &scenario_flow(&doc, scenario_index("smtp-client-starttls"), 587)["tls"];
+    assert_eq!(starttls["started_by"], "starttls", "{starttls}");
+}
+
+#[test]
+fn cleartext_logins_are_found_and_redacted() {
+    let doc = json_of(&["flows", "--format", "json", FIXTURE]);
+    let f = scenario_flow(&doc, scenario_index("imap-login-clear"), 143);
+    let a = &f["auth"][0];
+    assert_eq!(a["cleartext"], true, "{f}");
+    assert_eq!(a["user"], "jdoe");
+    assert_eq!(a["secret"], "S***");
+    let shown = json_of(&["flows", "--format", "json", "--show-secrets", FIXTURE]);
+    let f = scenario_flow(&shown, scenario_index("imap-login-clear"), 143);
+    assert_eq!(f["auth"][0]["secret"], "Summer2026!");
+}
+
+#[test]
+fn ipsec_and_ipv6_and_vlan_flows() {
+    let doc = json_of(&["flows", "--format", "json", FIXTURE]);
+    let esp = flows(&doc)
+        .iter()
+        .find(|f| f["transport"] == "esp")
+        .expect("an ESP flow");
+    assert_eq!(esp["encryption"], "ipsec");
+    assert!(esp["stream"].is_null());
+    assert!(esp["filter"]
+        .as_str()
+        .unwrap()
+        .starts_with("esp && ip.addr == "));
+    let v6 = flows(&doc)
+        .iter()
+        .find(|f| f["client"].as_str().unwrap().starts_with('['))
+        .expect("an IPv6 flow");
+    assert!(v6["server"].as_str().unwrap().ends_with("]:443"), "{v6}");
+    assert_eq!(v6["encryption"], "tls");
+    let vlan = scenario_flow(&doc, scenario_index("vlan-smtp"), 587);
+    assert_eq!(vlan["protocol"], "smtp");
+}
+
+fn generated(name: &str, bytes: u64) -> PathBuf {
+    let path = tmp(name);
+    let cfg = dpaudit::gen::Config {
+        seed: 7,
+        target_bytes: bytes,
+        format: dpaudit::gen::Format::Pcap,
+        mix: dpaudit::gen::Mix::Full,
+        concurrency: 500,
+        vlan_percent: 10,
+        ipv6_percent: 10,
+    };
+    let mut f = std::fs::File::create(&path).unwrap();
+    dpaudit::gen::generate(&cfg, &mut f).unwrap();
+    path
+}
+
+#[test]
+fn thread_count_never_changes_a_byte() {
+    let big = generated("mix.pcap", 3 << 20);
+    for file in [Path::new(FIXTURE), big.as_path()] {
+        let f = file.to_str().unwrap();
+        let one = dpaudit(&["flows", "--format", "json", "-j", "1", f]);
+        assert!(one.status.success());
+        for j in ["2", "3", "5"] {
+            let many = dpaudit(&["flows", "--format", "json", "-j", j, f]);
+            assert!(many.status.success());
+            assert!(one.stdout == many.stdout, "{f}: -j1 and -j{j} differ");
+        }
+    }
+    // several files at once: same as each alone, in the order given
+    let both = json_of(&[
+        "flows",
+        "--format",
+        "json",
+        "-j",
+        "2",
+        FIXTURE,
+        big.to_str().unwrap(),
+    ]);
+    let alone = json_of(&["flows", "--format", "json", FIXTURE]);
+    assert_eq!(both["files"][0]["frames"], alone["files"][0]["frames"]);
+    let n = flows(&alone).len();
+    assert_eq!(&flows(&both)[..n], &flows(&alone)[..]);
+}
+
+#[test]
+fn jsonl_table_and_stdin_agree() {
+    let doc = json_of(&["flows", "--format", "json", FIXTURE]);
+    let out = dpaudit(&["flows", "--format", "jsonl", FIXTURE]);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(&lines, flows(&doc));
+
+    let data = std::fs::read(FIXTURE).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dpaudit"))
+        .args(["flows", "--format", "jsonl", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data).unwrap();
+    }
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    let piped_lines = String::from_utf8_lossy(&piped.stdout).lines().count();
+    assert_eq!(piped_lines, lines.len());
+
+    let table = dpaudit(&["flows", FIXTURE]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("STREAM"), "{text}");
+    assert!(
+        text.contains(&format!("{} flows, 767 frames", lines.len())),
+        "{text}"
+    );
+}
+
+#[test]
+fn damaged_tail_warns_and_keeps_what_came_before() {
+    let data = std::fs::read(FIXTURE).unwrap();
+    let cut = tmp("cut.pcapng");
+    std::fs::write(&cut, &data[..data.len() * 2 / 3]).unwrap();
+    let out = dpaudit(&["flows", "--format", "json", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning") && err.contains("offset"), "{err}");
+    assert!(err.contains("cut.pcapng"), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let frames = doc["files"][0]["frames"].as_u64().unwrap();
+    assert!(frames > 100 && frames < 767, "{frames}");
+    assert!(!flows(&doc).is_empty());
+    assert!(doc["files"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("offset"));
+}
+
+#[test]
+fn unreadable_inputs_exit_2_naming_the_file() {
+    let empty = tmp("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let huge = tmp("huge-caplen.pcap");
+    // pcap header (LE, usec, snaplen 65535, Ethernet) then a record claiming 4 GiB
+    let mut h = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    h.extend_from_slice(&[0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    std::fs::write(&huge, &h).unwrap();
+    for p in [&empty, &huge] {
+        let out = dpaudit(&["flows", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", p.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&*p.display().to_string()), "{err}");
+    }
+    let missing = dpaudit(&["flows", "/nonexistent/x.pcap"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let bad_arg = dpaudit(&["flows", "--format", "xml", FIXTURE]);
+    assert_eq!(bad_arg.status.code(), Some(2));
+}
