@@ -43,6 +43,15 @@ enum Cmd {
         list: bool,
         #[arg(long)]
         pcapng: bool,
+        /// Instead of scenarios: a traffic mix of about this many bytes (e.g. 1G, 64M).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        /// The mix for --size: handshake-heavy, full, or bulk.
+        #[arg(long, value_enum, default_value = "handshake")]
+        mix: GenMix,
+        /// Flows interleaved at once for --size.
+        #[arg(long, default_value_t = 2000)]
+        concurrency: usize,
     },
 }
 
@@ -72,11 +81,32 @@ struct FlowsArgs {
     #[arg(long, default_value_t = 600)]
     tcp_timeout: u32,
     /// Idle seconds (capture time) before a UDP flow record is closed.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 60)]
     udp_timeout: u32,
     /// Never draw a progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GenMix {
+    Handshake,
+    Full,
+    Bulk,
+}
+
+/// `64M`, `1G`, `500k` or a plain byte count.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("not a size: {s} (use e.g. 64M or 1G)"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -86,8 +116,8 @@ enum OutFormat {
     Jsonl,
 }
 
-fn flows(args: FlowsArgs, out: &mut dyn Write) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use dpaudit::flow::{analyze, EngineConfig};
+fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use dpaudit::flow::{analyze, EngineConfig, FileResult};
     use std::io::IsTerminal;
     let threads = args
         .threads
@@ -127,13 +157,51 @@ fn flows(args: FlowsArgs, out: &mut dyn Write) -> Result<ExitCode, Box<dyn std::
     cfg.flow.udp_idle_ns = i64::from(args.udp_timeout) * sec;
     cfg.reassembly.max_segments = args.max_ooo_segments;
     cfg.reassembly.max_bytes = args.max_ooo_bytes;
-    let analysis = analyze(&sources, &cfg);
+    use dpaudit::report::flows::{FlowWriter, Format, Options};
+    let fmt = match args.format {
+        OutFormat::Table => Format::Table,
+        OutFormat::Json => Format::Json,
+        OutFormat::Jsonl => Format::Jsonl,
+    };
+    let opts = Options {
+        show_secrets: args.show_secrets,
+    };
+    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+    let mut writer = FlowWriter::new(stdout, fmt, opts);
+    let results: Vec<FileResult> = if sources.len() <= 1 || threads == 1 {
+        // One capture at a time, each with every thread, printed as its flows end.
+        sources
+            .iter()
+            .map(|s| {
+                writer.begin_file(&s.display().display().to_string());
+                dpaudit::flow::pipeline::analyze_file(s, &cfg, threads, &mut writer)
+            })
+            .collect()
+    } else {
+        // Several captures at once: each prints into its own buffer, copied in order.
+        let sub = match fmt {
+            Format::Table => Format::Table,
+            _ => Format::Jsonl,
+        };
+        let done = analyze(&sources, &cfg, |i| {
+            let mut w = FlowWriter::new(Vec::new(), sub, opts);
+            if let Some(s) = sources.get(i) {
+                w.begin_file(&s.display().display().to_string());
+            }
+            w
+        });
+        let mut results = Vec::new();
+        for (r, w) in done {
+            writer.absorb(w);
+            results.push(r);
+        }
+        results
+    };
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
     let mut code = ExitCode::SUCCESS;
-    let mut readable = Vec::new();
-    for r in analysis.files {
+    for r in &results {
         match &r.error {
             Some(e) if e.is_partial() => {
                 eprintln!(
@@ -141,24 +209,15 @@ fn flows(args: FlowsArgs, out: &mut dyn Write) -> Result<ExitCode, Box<dyn std::
                     r.summary.frames
                 );
                 code = ExitCode::from(2);
-                readable.push(r);
             }
             Some(e) => {
                 eprintln!("dpaudit: {e}");
                 code = ExitCode::from(2);
             }
-            None => readable.push(r),
+            None => {}
         }
     }
-    let fmt = match args.format {
-        OutFormat::Table => dpaudit::report::flows::Format::Table,
-        OutFormat::Json => dpaudit::report::flows::Format::Json,
-        OutFormat::Jsonl => dpaudit::report::flows::Format::Jsonl,
-    };
-    let opts = dpaudit::report::flows::Options {
-        show_secrets: args.show_secrets,
-    };
-    dpaudit::report::flows::write(out, &readable, fmt, &opts)?;
+    writer.finish(&results)?;
     Ok(code)
 }
 
@@ -181,8 +240,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // `flows` writes from its own thread: it must not run under this thread's stdout lock.
+    let cmd = match cli.cmd {
+        Cmd::Flows(args) => return flows(args),
+        other => other,
+    };
     let mut out = std::io::stdout().lock();
-    match cli.cmd {
+    match cmd {
         Cmd::Catalog { format, catalog } => {
             let cat = match catalog {
                 Some(p) => dpaudit::catalog::Catalog::load(&p)?,
@@ -195,7 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             };
             writeln!(out, "{text}")?;
         }
-        Cmd::Flows(args) => return flows(args, &mut out),
+        Cmd::Flows(_) => {}
         Cmd::Frames { captures } => {
             let mut code = ExitCode::SUCCESS;
             for c in captures {
@@ -223,7 +287,43 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             scenario,
             list,
             pcapng,
+            size,
+            mix,
+            concurrency,
         } => {
+            let fmt = if pcapng {
+                dpaudit::gen::Format::Pcapng
+            } else {
+                dpaudit::gen::Format::Pcap
+            };
+            if let Some(target_bytes) = size {
+                let cfg = dpaudit::gen::Config {
+                    seed,
+                    target_bytes,
+                    format: fmt,
+                    mix: match mix {
+                        GenMix::Handshake => dpaudit::gen::Mix::Handshake,
+                        GenMix::Full => dpaudit::gen::Mix::Full,
+                        GenMix::Bulk => dpaudit::gen::Mix::Bulk,
+                    },
+                    concurrency,
+                    vlan_percent: 5,
+                    ipv6_percent: 10,
+                };
+                let f = std::fs::File::create(&output)?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+                let st = dpaudit::gen::generate(&cfg, &mut w)?;
+                w.flush()?;
+                writeln!(
+                    out,
+                    "{}: {} packets, {} bytes, {} flows",
+                    output.display(),
+                    st.packets,
+                    st.bytes,
+                    st.flows
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if list {
                 for n in dpaudit::gen::scenario_names() {
                     writeln!(out, "{n}")?;
@@ -234,11 +334,6 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 dpaudit::gen::scenario_names()
             } else {
                 scenario.iter().map(String::as_str).collect()
-            };
-            let fmt = if pcapng {
-                dpaudit::gen::Format::Pcapng
-            } else {
-                dpaudit::gen::Format::Pcap
             };
             let mut f = std::fs::File::create(&output)?;
             let st = dpaudit::gen::write_scenarios(&names, seed, fmt, &mut f)?;

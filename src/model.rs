@@ -4,7 +4,6 @@
 //! here knows about packets or files, so every stage can share these types.
 
 use serde::{Serialize, Serializer};
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Which way bytes travel relative to the flow's client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -214,6 +213,124 @@ pub const MAX_FACT_VALUES: usize = 64;
 /// Most authentication events kept per flow (a busy keep-alive connection re-authenticates).
 pub const MAX_AUTH_EVENTS: usize = 64;
 
+/// Protocol facts: key -> distinct values. One flat vector in insertion order (a flow has
+/// a few dozen facts at most; a map of sets cost kilobytes per flow in tree nodes and a
+/// sorted vector paid string comparisons on every insert); sorted when read out.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    items: Vec<(&'static str, String)>,
+}
+
+impl PartialEq for Facts {
+    fn eq(&self, other: &Self) -> bool {
+        self.sorted() == other.sorted()
+    }
+}
+impl Eq for Facts {}
+
+/// The values of one fact key, in order.
+#[derive(Clone, Debug)]
+pub struct FactValues<'a>(Vec<&'a String>);
+
+impl<'a> FactValues<'a> {
+    pub fn iter(&self) -> impl Iterator<Item = &'a String> + '_ {
+        self.0.iter().copied()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn contains(&self, value: &str) -> bool {
+        self.0.iter().any(|v| v.as_str() == value)
+    }
+}
+
+/// Same key: the same literal almost always, so compare the pointer before the bytes.
+fn same_key(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+impl Facts {
+    /// Add a value; false when the key already holds [`MAX_FACT_VALUES`] others.
+    pub fn insert(&mut self, key: &'static str, value: String) -> bool {
+        let mut n = 0;
+        for (k, v) in &self.items {
+            if same_key(k, key) {
+                if *v == value {
+                    return true;
+                }
+                n += 1;
+            }
+        }
+        if n >= MAX_FACT_VALUES {
+            return false;
+        }
+        self.items.push((key, value));
+        true
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.items.iter().any(|(k, _)| same_key(k, key))
+    }
+
+    pub fn contains(&self, key: &str, value: &str) -> bool {
+        self.items
+            .iter()
+            .any(|(k, v)| same_key(k, key) && v == value)
+    }
+
+    /// The values of `key`, sorted.
+    pub fn get(&self, key: &str) -> Option<FactValues<'_>> {
+        let mut v: Vec<&String> = self
+            .items
+            .iter()
+            .filter(|(k, _)| same_key(k, key))
+            .map(|(_, v)| v)
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort();
+        Some(FactValues(v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn sorted(&self) -> Vec<(&'static str, &String)> {
+        let mut v: Vec<(&'static str, &String)> = self.items.iter().map(|(k, v)| (*k, v)).collect();
+        v.sort();
+        v
+    }
+
+    /// Each key with its values, keys and values sorted.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, FactValues<'_>)> + '_ {
+        let sorted = self.sorted();
+        let mut out: Vec<(&'static str, FactValues<'_>)> = Vec::new();
+        for (k, v) in sorted {
+            match out.last_mut() {
+                Some((lk, vals)) if *lk == k => vals.0.push(v),
+                _ => out.push((k, FactValues(vec![v]))),
+            }
+        }
+        out.into_iter()
+    }
+}
+
+impl Serialize for Facts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, &v.iter().collect::<Vec<_>>())?;
+        }
+        m.end()
+    }
+}
+
 /// Everything the analyzers observed on one flow.
 #[derive(Clone, Debug, Default)]
 pub struct Posture {
@@ -227,7 +344,7 @@ pub struct Posture {
     pub tls: Option<TlsInfo>,
     pub auth: Vec<AuthEvent>,
     /// Protocol facts, key -> distinct values (`smtp.ehlo.keyword` -> `STARTTLS`).
-    pub facts: BTreeMap<&'static str, BTreeSet<String>>,
+    pub facts: Facts,
     pub anomalies: Vec<Anomaly>,
     /// Anomalies past [`MAX_ANOMALIES_PER_FLOW`], counted only.
     pub anomalies_dropped: u64,
@@ -237,16 +354,13 @@ pub struct Posture {
 
 impl Posture {
     pub fn fact(&mut self, key: &'static str, value: impl Into<String>) {
-        let set = self.facts.entry(key).or_default();
-        if set.len() >= MAX_FACT_VALUES {
+        if !self.facts.insert(key, value.into()) {
             self.facts_dropped += 1;
-            return;
         }
-        set.insert(value.into());
     }
 
     pub fn has_fact(&self, key: &str, value: &str) -> bool {
-        self.facts.get(key).is_some_and(|s| s.contains(value))
+        self.facts.contains(key, value)
     }
 
     pub fn anomaly(&mut self, frame: u64, kind: &'static str, detail: impl Into<String>) {

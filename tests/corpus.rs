@@ -136,9 +136,9 @@ fn streams_agree_with_tshark() {
         let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         let rel = truth["file"].as_str().unwrap().to_string();
         let src = dpaudit::capture::Source::Path(root.join(&rel));
-        let r = dpaudit::flow::pipeline::analyze_file(&src, &cfg, 1);
+        let (_, flows) = dpaudit::flow::collect_file(&src, &cfg, 1);
         let want = truth_streams(&truth);
-        let got = our_streams(&r.flows);
+        let got = our_streams(&flows);
         total_files += 1;
         total_streams += want.len();
         same_streams += want.iter().filter(|w| got.contains(w)).count();

@@ -23,7 +23,7 @@ pub mod table;
 use crate::model::Posture;
 use std::net::{IpAddr, SocketAddr};
 
-pub use pipeline::{analyze, Analysis, EngineConfig, FileResult};
+pub use pipeline::{analyze, collect_file, sort_flows, EngineConfig, FileResult, FlowSink};
 pub use reassembly::{ReassemblyLimits, ReassemblyStats};
 pub use table::{FlowLimits, TableStats};
 

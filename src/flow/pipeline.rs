@@ -1,6 +1,8 @@
 //! One capture from frames to flows: read and decode on this thread, place each packet
-//! with the flow table, and hand the rest to shards, inline or on worker threads. Several
-//! captures run in parallel on a rayon pool.
+//! with the flow table, and hand the rest to shards, inline or on worker threads.
+//! Finished flows reach a [`FlowSink`] as they end, in the order the table closed them
+//! (a deterministic order, whatever the thread count), so memory holds live flows only,
+//! never the whole file. Several captures run in parallel on a rayon pool.
 
 use super::shard::{Kind, Msg, PacketMsg, Shard, ShardConfig};
 use super::table::{Event, FlowLimits, PacketView, Table, TableStats};
@@ -10,6 +12,8 @@ use crate::decode::{DecodeStats, Decoder, DefragLimits, Outcome, L4};
 use crate::error::CaptureError;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 /// Everything that tunes the engine.
@@ -43,40 +47,75 @@ pub struct FileResult {
     pub summary: FileSummary,
     pub decode: DecodeStats,
     pub table: TableStats,
-    /// Sorted by first frame, stream indices assigned.
-    pub flows: Vec<Flow>,
+    /// Flow records written to the sink.
+    pub flows: u64,
     /// Fatal for the file when nothing could be read; a warning when `summary.frames > 0`
     /// and the capture was damaged part way (the flows cover everything before it).
     pub error: Option<CaptureError>,
 }
 
-/// The results for every capture, in the order given.
-#[derive(Debug)]
-pub struct Analysis {
-    pub files: Vec<FileResult>,
+/// Receives each flow record once it has ended.
+pub trait FlowSink: Send {
+    fn flow(&mut self, flow: Flow);
 }
 
-/// Analyse captures: one at a time with shards when there is one, else several at once.
-pub fn analyze(sources: &[Source], cfg: &EngineConfig) -> Analysis {
-    let threads = cfg.threads.max(1);
-    if sources.len() <= 1 || threads == 1 {
-        return Analysis {
-            files: sources
-                .iter()
-                .map(|s| analyze_file(s, cfg, threads))
-                .collect(),
-        };
+impl FlowSink for Vec<Flow> {
+    fn flow(&mut self, flow: Flow) {
+        self.push(flow);
     }
-    let files = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-        Ok(pool) => pool.install(|| {
-            sources
-                .par_iter()
-                .map(|s| analyze_file(s, cfg, 1))
-                .collect()
-        }),
-        Err(_) => sources.iter().map(|s| analyze_file(s, cfg, 1)).collect(),
+}
+
+/// Analyse captures, one sink per capture (`make_sink(index)`): one capture at a time
+/// with shards when there is one, else several at once on `threads` workers. Results
+/// come back in the order given, each with its sink.
+pub fn analyze<S: FlowSink>(
+    sources: &[Source],
+    cfg: &EngineConfig,
+    make_sink: impl Fn(usize) -> S + Sync,
+) -> Vec<(FileResult, S)> {
+    let threads = cfg.threads.max(1);
+    let one = |(i, s): (usize, &Source), threads: usize| {
+        let mut sink = make_sink(i);
+        let r = analyze_file(s, cfg, threads, &mut sink);
+        (r, sink)
     };
-    Analysis { files }
+    if sources.len() <= 1 || threads == 1 {
+        return sources
+            .iter()
+            .enumerate()
+            .map(|x| one(x, threads))
+            .collect();
+    }
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(|| sources.par_iter().enumerate().map(|x| one(x, 1)).collect()),
+        Err(_) => sources.iter().enumerate().map(|x| one(x, 1)).collect(),
+    }
+}
+
+/// Analyse one capture and keep every flow, sorted by transport and stream index (ESP
+/// and other transports last, by first frame). Memory grows with the flow count: meant
+/// for tests, benches and small captures.
+pub fn collect_file(
+    source: &Source,
+    cfg: &EngineConfig,
+    threads: usize,
+) -> (FileResult, Vec<Flow>) {
+    let mut flows = Vec::new();
+    let r = analyze_file(source, cfg, threads, &mut flows);
+    sort_flows(&mut flows);
+    (r, flows)
+}
+
+/// Order for people: TCP streams, then UDP streams, then the rest, each by index / first frame.
+pub fn sort_flows(flows: &mut [Flow]) {
+    flows.sort_by_key(|f| {
+        let rank = match f.transport {
+            Transport::Tcp => 0,
+            Transport::Udp => 1,
+            _ => 2,
+        };
+        (rank, f.stream, f.first_frame, f.id)
+    });
 }
 
 /// Payload bytes per batch before it is sent to its shard.
@@ -92,8 +131,9 @@ struct Batch {
     data: Vec<u8>,
 }
 
-enum Dispatch {
-    Inline(Shard),
+enum Dispatch<'s> {
+    /// One shard on the reader thread, writing straight to the sink.
+    Inline(Shard, &'s mut dyn FlowSink, u64),
     Workers {
         batches: Vec<Batch>,
         senders: Vec<Sender<Batch>>,
@@ -101,17 +141,23 @@ enum Dispatch {
     },
 }
 
-impl Dispatch {
+impl Dispatch<'_> {
     fn shards(&self) -> usize {
         match self {
-            Dispatch::Inline(_) => 1,
+            Dispatch::Inline(..) => 1,
             Dispatch::Workers { senders, .. } => senders.len(),
         }
     }
 
     fn send(&mut self, shard: usize, msg: Msg, payload: &[u8]) {
         match self {
-            Dispatch::Inline(s) => s.handle(&msg, payload),
+            Dispatch::Inline(s, sink, written) => {
+                s.handle(&msg, payload);
+                for (_, f) in s.done.drain(..) {
+                    sink.flow(f);
+                    *written += 1;
+                }
+            }
             Dispatch::Workers {
                 batches,
                 senders,
@@ -157,8 +203,59 @@ impl Dispatch {
     }
 }
 
-/// Analyse one capture with `threads` threads (the reader plus `threads - 1` shards).
-pub fn analyze_file(source: &Source, cfg: &EngineConfig, threads: usize) -> FileResult {
+/// A finished flow waiting for the ones closed before it.
+struct Pending(u64, Box<Flow>);
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&o.0)
+    }
+}
+
+/// Finished flows from all shards, handed to the sink in close order.
+fn write_in_order(rx: Receiver<Vec<(u64, Flow)>>, sink: &mut dyn FlowSink) -> u64 {
+    let mut heap = BinaryHeap::new();
+    let mut next = 0u64;
+    let mut written = 0u64;
+    for batch in rx {
+        for (seq, f) in batch {
+            heap.push(Reverse(Pending(seq, Box::new(f))));
+        }
+        while heap.peek().is_some_and(|Reverse(p)| p.0 == next) {
+            if let Some(Reverse(p)) = heap.pop() {
+                sink.flow(*p.1);
+                written += 1;
+                next += 1;
+            }
+        }
+    }
+    // Only reachable with a gap in the sequence (a bug): still write everything.
+    while let Some(Reverse(p)) = heap.pop() {
+        sink.flow(*p.1);
+        written += 1;
+    }
+    written
+}
+
+/// Analyse one capture with `threads` threads (the reader plus `threads - 1` shards),
+/// handing every flow to `sink` as it ends.
+pub fn analyze_file(
+    source: &Source,
+    cfg: &EngineConfig,
+    threads: usize,
+    sink: &mut dyn FlowSink,
+) -> FileResult {
     let shard_cfg = ShardConfig {
         reassembly: cfg.reassembly,
     };
@@ -166,35 +263,57 @@ pub fn analyze_file(source: &Source, cfg: &EngineConfig, threads: usize) -> File
     let mut summary = FileSummary::default();
     let mut decoder = Decoder::new(cfg.defrag);
     let (error, table, flows) = if workers == 0 {
-        let mut dispatch = Dispatch::Inline(Shard::new(shard_cfg));
+        let mut dispatch = Dispatch::Inline(Shard::new(shard_cfg), sink, 0);
         let (error, table) = read_all(source, cfg, &mut summary, &mut decoder, &mut dispatch);
-        let flows = match dispatch {
-            Dispatch::Inline(s) => s.into_flows(),
-            Dispatch::Workers { .. } => Vec::new(),
+        let written = match dispatch {
+            Dispatch::Inline(mut shard, sink, written) => {
+                let rest = shard.leftovers();
+                let n = rest.len() as u64;
+                for f in rest {
+                    sink.flow(f);
+                }
+                written + n
+            }
+            Dispatch::Workers { .. } => 0,
         };
-        (error, table, flows)
+        (error, table, written)
     } else {
         std::thread::scope(|scope| {
             let (recycle_tx, recycle_rx) = unbounded::<Batch>();
+            let (done_tx, done_rx) = bounded::<Vec<(u64, Flow)>>(4 * workers);
+            let writer = scope.spawn(move || write_in_order(done_rx, sink));
             let mut senders = Vec::new();
             let mut handles = Vec::new();
             for _ in 0..workers {
                 let (tx, rx) = bounded::<Batch>(BATCHES_IN_FLIGHT);
                 senders.push(tx);
                 let back = recycle_tx.clone();
+                let done = done_tx.clone();
                 handles.push(scope.spawn(move || {
                     let mut shard = Shard::new(shard_cfg);
                     for mut batch in rx {
                         for m in &batch.msgs {
                             shard.handle(m, &batch.data);
                         }
+                        if !shard.done.is_empty() {
+                            let _ = done.send(std::mem::take(&mut shard.done));
+                        }
                         batch.msgs.clear();
                         batch.data.clear();
                         let _ = back.send(batch);
                     }
-                    shard.into_flows()
+                    // Never closed by the table (cannot happen): written last, not lost.
+                    let rest: Vec<(u64, Flow)> = shard
+                        .leftovers()
+                        .into_iter()
+                        .map(|f| (u64::MAX, f))
+                        .collect();
+                    if !rest.is_empty() {
+                        let _ = done.send(rest);
+                    }
                 }));
             }
+            drop(done_tx);
             let mut dispatch = Dispatch::Workers {
                 batches: (0..workers).map(|_| Batch::default()).collect(),
                 senders,
@@ -202,18 +321,19 @@ pub fn analyze_file(source: &Source, cfg: &EngineConfig, threads: usize) -> File
             };
             let (error, table) = read_all(source, cfg, &mut summary, &mut decoder, &mut dispatch);
             drop(dispatch); // closes the channels: workers drain and return
-            let mut flows = Vec::new();
             for h in handles {
-                match h.join() {
-                    Ok(f) => flows.extend(f),
-                    Err(p) => std::panic::resume_unwind(p),
+                if let Err(p) = h.join() {
+                    std::panic::resume_unwind(p);
                 }
             }
-            (error, table, flows)
+            // All shard senders are gone now, so the writer finishes.
+            let written = match writer.join() {
+                Ok(n) => n,
+                Err(p) => std::panic::resume_unwind(p),
+            };
+            (error, table, written)
         })
     };
-    let mut flows = flows;
-    number_streams(&mut flows);
     FileResult {
         path: source.display().display().to_string(),
         summary,
@@ -261,7 +381,16 @@ fn forward_events(table: &mut Table, dispatch: &mut Dispatch) {
                 shard,
                 flow_id,
                 reason,
-            } => dispatch.send(shard, Msg::Close { flow_id, reason }, &[]),
+                seq,
+            } => dispatch.send(
+                shard,
+                Msg::Close {
+                    flow_id,
+                    reason,
+                    seq,
+                },
+                &[],
+            ),
         }
     }
 }
@@ -318,6 +447,8 @@ fn on_frame(frame: &Frame, decoder: &mut Decoder, table: &mut Table, dispatch: &
         dst: SocketAddr::new(p.dst, dport),
         seq,
         flags,
+        len: payload.len() as u32,
+        ack,
         icmp_error: p.icmp_error,
     };
     let place = table.place(&view, frame.number, frame.ts_ns);
@@ -342,25 +473,6 @@ fn on_frame(frame: &Frame, decoder: &mut Decoder, table: &mut Table, dispatch: &
         frag_conflict: p.frag_conflict,
     };
     dispatch.send(place.shard, Msg::Packet(msg), payload);
-}
-
-/// Sort flows by first frame and give each TCP and UDP flow Wireshark's stream index:
-/// conversations numbered in the order of the frames that created them.
-fn number_streams(flows: &mut [Flow]) {
-    flows.sort_by_key(|f| (f.first_frame, f.id));
-    for t in [Transport::Tcp, Transport::Udp] {
-        let mut convs: Vec<u64> = flows
-            .iter()
-            .filter(|f| f.transport == t)
-            .map(|f| f.conversation_frame)
-            .collect();
-        convs.sort_unstable();
-        convs.dedup();
-        for f in flows.iter_mut().filter(|f| f.transport == t) {
-            f.stream = convs
-                .binary_search(&f.conversation_frame)
-                .ok()
-                .map(|i| i as u64);
-        }
-    }
+    table.after_packet();
+    forward_events(table, dispatch);
 }

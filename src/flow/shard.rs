@@ -56,7 +56,11 @@ pub struct PacketMsg {
 pub enum Msg {
     Open(Box<Open>),
     Packet(PacketMsg),
-    Close { flow_id: u64, reason: EndReason },
+    Close {
+        flow_id: u64,
+        reason: EndReason,
+        seq: u64,
+    },
 }
 
 struct Chunk {
@@ -104,7 +108,8 @@ pub struct ShardConfig {
 pub struct Shard {
     cfg: ShardConfig,
     flows: FlowMap<u64, State>,
-    pub done: Vec<Flow>,
+    /// Finished records with their close sequence number, in close order.
+    pub done: Vec<(u64, Flow)>,
 }
 
 impl Shard {
@@ -129,24 +134,26 @@ impl Shard {
                     st.packet(p, payload, &self.cfg);
                 }
             }
-            Msg::Close { flow_id, reason } => {
+            Msg::Close {
+                flow_id,
+                reason,
+                seq,
+            } => {
                 if let Some(st) = self.flows.remove(flow_id) {
-                    self.done.push(st.finish(*reason));
+                    self.done.push((*seq, st.finish(*reason)));
                 }
             }
         }
     }
 
-    /// Flows still open (the table closes every flow at the end, so normally none).
-    pub fn into_flows(mut self) -> Vec<Flow> {
+    /// Flows the table never closed: none when the table works, but never lost.
+    pub fn leftovers(&mut self) -> Vec<Flow> {
         let mut rest: Vec<u64> = self.flows.keys().copied().collect();
         rest.sort_unstable();
-        for id in rest {
-            if let Some(st) = self.flows.remove(&id) {
-                self.done.push(st.finish(EndReason::CaptureEnd));
-            }
-        }
-        self.done
+        rest.into_iter()
+            .filter_map(|id| self.flows.remove(&id))
+            .map(|st| st.finish(EndReason::CaptureEnd))
+            .collect()
     }
 
     fn open(&mut self, o: &Open) {
@@ -177,7 +184,7 @@ impl Shard {
             server: o.server,
             client_from: o.client_from,
             conversation_frame: o.conversation_frame,
-            stream: None,
+            stream: o.stream,
             resumed: o.resumed,
             first_frame: 0,
             last_frame: 0,
@@ -406,7 +413,12 @@ impl State {
     fn finish(mut self, reason: EndReason) -> Flow {
         self.end_analysis();
         let f = &mut self.flow;
-        f.end = reason;
+        let ended = f.rst_seen || f.fin_seen == [true, true];
+        f.end = if reason == EndReason::CaptureEnd && ended {
+            EndReason::Closed
+        } else {
+            reason
+        };
         if f.transport == Transport::Tcp {
             if !f.syn_seen && !f.syn_ack_seen && f.payload != [0, 0] {
                 f.posture.anomaly(

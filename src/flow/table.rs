@@ -21,10 +21,14 @@ pub struct FlowLimits {
     /// Ended conversations remembered so a late packet keeps its Wireshark stream index.
     pub max_remembered: usize,
     pub tcp_idle_ns: i64,
-    /// Idle time after both FINs or a RST before the record is closed.
+    /// Idle time after both FINs or a RST before the record is closed (Zeek waits 5 s too).
     pub tcp_closed_ns: i64,
     pub udp_idle_ns: i64,
     pub other_idle_ns: i64,
+    /// How long a connection that ended with FIN or RST is remembered for stragglers.
+    /// Timed-out and evicted conversations are remembered until `max_remembered` pushes
+    /// them out: an idle connection may wake up much later (Outlook's MAPI does).
+    pub remember_closed_ns: i64,
 }
 
 const SEC: i64 = 1_000_000_000;
@@ -33,11 +37,12 @@ impl Default for FlowLimits {
     fn default() -> Self {
         FlowLimits {
             max_live: 262_144,
-            max_remembered: 1 << 20,
+            max_remembered: 1 << 18,
             tcp_idle_ns: 600 * SEC,
-            tcp_closed_ns: 30 * SEC,
-            udp_idle_ns: 120 * SEC,
+            tcp_closed_ns: 5 * SEC,
+            udp_idle_ns: 60 * SEC,
             other_idle_ns: 600 * SEC,
+            remember_closed_ns: 60 * SEC,
         }
     }
 }
@@ -105,6 +110,10 @@ pub struct PacketView {
     /// TCP sequence number and flags (0 for other transports).
     pub seq: u32,
     pub flags: u8,
+    /// TCP payload length (a FIN's sequence number comes after the payload).
+    pub len: u32,
+    /// TCP acknowledgement number.
+    pub ack: u32,
     /// A header quoted in an ICMP error: belongs to the flow but says nothing of its state.
     pub icmp_error: bool,
 }
@@ -118,6 +127,9 @@ pub struct Open {
     pub server: SocketAddr,
     pub client_from: ClientFrom,
     pub conversation_frame: u64,
+    /// Wireshark's tcp.stream / udp.stream index (conversations numbered in the order
+    /// of the frames that created them); `None` for other transports.
+    pub stream: Option<u64>,
     pub resumed: bool,
 }
 
@@ -129,6 +141,8 @@ pub enum Event {
         shard: usize,
         flow_id: u64,
         reason: EndReason,
+        /// Position in the order of closes (0, 1, 2...): the order records are written.
+        seq: u64,
     },
 }
 
@@ -163,6 +177,7 @@ impl Class {
 #[derive(Clone, Copy, Debug)]
 struct Identity {
     conversation_frame: u64,
+    stream: Option<u64>,
     client: SocketAddr,
     client_from: ClientFrom,
     /// First sequence number seen per direction (client, server), Wireshark's base_seq.
@@ -176,6 +191,10 @@ struct Live {
     last_ts: i64,
     class: Class,
     fin: [bool; 2],
+    /// Sequence number of each direction's FIN.
+    fin_seq: [Option<u32>; 2],
+    /// The direction whose FIN came second; the other side's ACK of it ends the connection.
+    last_fin: Option<Direction>,
 }
 
 struct Remembered {
@@ -189,11 +208,18 @@ pub struct Table {
     live: FlowMap<Key, Live>,
     remembered: FlowMap<Key, Remembered>,
     remembered_order: VecDeque<(Key, u64)>,
+    /// Closed connections' identities by expiry time (capture time).
+    remembered_closed: VecDeque<(i64, Key, u64)>,
     remembered_serial: u64,
     /// Per class, (last activity when queued, key, flow id), oldest first.
     idle: [VecDeque<(i64, Key, u64)>; 4],
     next_flow: u64,
+    /// Next tcp.stream and udp.stream index.
+    next_stream: [u64; 2],
+    closes: u64,
     now: i64,
+    /// A connection that ended with the packet just placed: closed by [`Table::after_packet`].
+    finished: Option<Key>,
     pub events: Vec<Event>,
     pub stats: TableStats,
 }
@@ -206,10 +232,14 @@ impl Table {
             live: FlowMap::default(),
             remembered: FlowMap::default(),
             remembered_order: VecDeque::new(),
+            remembered_closed: VecDeque::new(),
             remembered_serial: 0,
             idle: Default::default(),
             next_flow: 0,
+            next_stream: [0; 2],
+            closes: 0,
             now: i64::MIN,
+            finished: None,
             events: Vec::new(),
             stats: TableStats::default(),
         }
@@ -265,6 +295,16 @@ impl Table {
         self.open(key, id, resumed, p)
     }
 
+    /// Call once the packet just placed was handed on: a connection it ended (final ACK
+    /// of the FIN exchange) is closed now, so its record is written and its memory freed
+    /// without waiting for a timeout. Its identity is remembered: a straggler still lands
+    /// in the same Wireshark stream.
+    pub fn after_packet(&mut self) {
+        if let Some(key) = self.finished.take() {
+            self.close(key, EndReason::Closed, true);
+        }
+    }
+
     /// End of the capture: close everything still open, oldest flow first.
     pub fn finish(&mut self) {
         let mut keys: Vec<(u64, Key)> = self.live.iter().map(|(k, l)| (l.flow_id, *k)).collect();
@@ -284,8 +324,18 @@ impl Table {
         } else {
             by_ports(p)
         };
+        let stream = match p.transport {
+            Transport::Tcp => Some(&mut self.next_stream[0]),
+            Transport::Udp => Some(&mut self.next_stream[1]),
+            _ => None,
+        }
+        .map(|n| {
+            *n += 1;
+            *n - 1
+        });
         Identity {
             conversation_frame: frame,
+            stream,
             client,
             client_from,
             base_seq: [None; 2],
@@ -315,6 +365,7 @@ impl Table {
                 server,
                 client_from: id.client_from,
                 conversation_frame: id.conversation_frame,
+                stream: id.stream,
                 resumed,
             }),
         ));
@@ -327,6 +378,8 @@ impl Table {
                 last_ts: self.now,
                 class,
                 fin: [false; 2],
+                fin_seq: [None; 2],
+                last_fin: None,
             },
         );
         self.idle[class.index()].push_back((self.now, key, flow_id));
@@ -339,12 +392,7 @@ impl Table {
         let now = self.now;
         let Some(live) = self.live.get_mut(&key) else {
             // Unreachable by construction; keep the packet in a fresh flow rather than panic.
-            let id = Identity {
-                conversation_frame: 0,
-                client: p.src,
-                client_from: ClientFrom::FirstPacket,
-                base_seq: [None; 2],
-            };
+            let id = self.new_identity(p, 0);
             return self.open(key, id, false, p);
         };
         live.last_ts = now;
@@ -359,8 +407,21 @@ impl Table {
                     p.seq.wrapping_sub(1)
                 });
             }
-            if p.flags & FIN != 0 {
+            if p.flags & FIN != 0 && live.fin_seq[dir.index()].is_none() {
                 live.fin[dir.index()] = true;
+                let syn = u32::from(p.flags & SYN != 0);
+                live.fin_seq[dir.index()] = Some(p.seq.wrapping_add(syn).wrapping_add(p.len));
+                if live.fin[dir.flip().index()] {
+                    live.last_fin = Some(dir);
+                }
+            }
+            // The ACK of the second FIN from the other side: the connection is over.
+            if let Some(last) = live.last_fin {
+                let acked = live.fin_seq[last.index()]
+                    .is_some_and(|f| (p.ack.wrapping_sub(f.wrapping_add(1)) as i32) >= 0);
+                if dir != last && p.flags & ACK != 0 && acked {
+                    self.finished = Some(key);
+                }
             }
             if (p.flags & RST != 0 || live.fin == [true, true]) && live.class == Class::TcpOpen {
                 live.class = Class::TcpClosed;
@@ -380,6 +441,7 @@ impl Table {
 
     /// Close flows idle past their timeout; stale queue entries are dropped or requeued.
     fn expire(&mut self) {
+        self.expire_remembered();
         for c in [Class::TcpOpen, Class::TcpClosed, Class::Udp, Class::Other] {
             let timeout = self.timeout(c);
             while let Some(&(queued, key, flow_id)) = self.idle[c.index()].front() {
@@ -450,16 +512,39 @@ impl Table {
             shard: live.shard,
             flow_id: live.flow_id,
             reason,
+            seq: self.closes,
         });
+        self.closes += 1;
         if remember && key.transport.has_ports() {
-            self.remember(key, live.id);
+            let serial = self.remember(key, live.id);
+            if reason == EndReason::Closed {
+                let until = self.now.saturating_add(self.limits.remember_closed_ns);
+                self.remembered_closed.push_back((until, key, serial));
+            }
         }
     }
 
-    fn remember(&mut self, key: Key, id: Identity) {
+    /// Forget closed connections whose straggler window has passed.
+    fn expire_remembered(&mut self) {
+        while let Some(&(until, key, serial)) = self.remembered_closed.front() {
+            if until > self.now {
+                break;
+            }
+            self.remembered_closed.pop_front();
+            if self
+                .remembered
+                .get(&key)
+                .is_some_and(|r| r.serial == serial)
+            {
+                self.remembered.remove(&key);
+            }
+        }
+    }
+
+    fn remember(&mut self, key: Key, id: Identity) -> u64 {
         if self.limits.max_remembered == 0 {
             self.stats.forgotten += 1;
-            return;
+            return 0;
         }
         while self.remembered.len() >= self.limits.max_remembered {
             let Some((k, serial)) = self.remembered_order.pop_front() else {
@@ -480,6 +565,7 @@ impl Table {
             self.remembered_order
                 .retain(|(k, s)| remembered.get(k).is_some_and(|r| r.serial == *s));
         }
+        serial
     }
 }
 
@@ -546,6 +632,8 @@ mod tests {
             dst: sa(dst),
             seq,
             flags,
+            len: 0,
+            ack: 0,
             icmp_error: false,
         }
     }
@@ -708,6 +796,44 @@ mod tests {
         t.place(&tcp(C, S, 1, SYN), 9, 100 * SEC);
         assert_eq!(t.stats.forgotten, 3);
         assert!(t.remembered.len() <= 2);
+    }
+
+    #[test]
+    fn final_ack_closes_at_once_and_stragglers_keep_the_stream() {
+        let mut t = Table::new(FlowLimits::default(), 1);
+        let a = t.place(&tcp(C, S, 100, SYN), 1, 0);
+        t.place(&tcp(S, C, 500, SYN | ACK), 2, 0);
+        let mut fin = tcp(C, S, 101, FIN | ACK);
+        fin.len = 10; // data and FIN in one segment: FIN is sequence 111
+        t.place(&fin, 3, 0);
+        t.after_packet();
+        let mut fin2 = tcp(S, C, 501, FIN | ACK);
+        fin2.ack = 112;
+        t.place(&fin2, 4, 0);
+        t.after_packet();
+        assert_eq!(t.live(), 1, "the second FIN alone does not end it");
+        let mut last = tcp(C, S, 112, ACK);
+        last.ack = 502;
+        t.place(&last, 5, 0);
+        t.after_packet();
+        assert_eq!(t.live(), 0);
+        let closes: Vec<(u64, EndReason)> = t
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Close {
+                    flow_id, reason, ..
+                } => Some((*flow_id, *reason)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closes, vec![(a.flow_id, EndReason::Closed)]);
+        t.events.clear();
+        // a retransmitted final ACK: a resumed record of the same conversation
+        t.place(&last, 6, 0);
+        let o = opens(&mut t);
+        assert!(o[0].resumed);
+        assert_eq!(o[0].stream, Some(0));
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! The `flows` report: one object per flow, as a table, a JSON document or JSON lines.
 //!
-//! The JSON shape is the stable contract (`schema: "dpaudit.flows/1"`): a `files` array
-//! (what could be read, what could not, what was skipped) and a `flows` array. Each flow
+//! The JSON shape is the stable contract (`schema: "dpaudit.flows/1"`): a `flows` array
+//! and a `files` array (what could be read, what could not, what was skipped). Each flow
 //! object is the one `audit` will carry, so tools written against one read the other.
+//!
+//! JSON and JSON lines are written while the capture is read, one flow as it ends (the
+//! order the flow table closed them: deterministic, independent of threads), so memory
+//! does not grow with the capture. The table is for people: it is sorted by stream and
+//! therefore held until the end.
 
-use crate::flow::{endpoint, FileResult, Flow, Transport};
-use crate::model::{AuthEvent, TlsInfo};
-use serde_json::{json, Map, Value};
+use crate::flow::{endpoint, FileResult, Flow, FlowSink, Transport};
+use crate::model::{Anomaly, AuthEvent, TlsInfo};
+use serde::Serialize;
+use serde_json::{json, Value};
 use std::io::{self, Write};
 
 /// Identifies the JSON layout; bumped only when a field changes meaning or disappears.
@@ -49,23 +55,6 @@ pub fn display_filter(f: &Flow) -> String {
     }
 }
 
-fn tls_json(t: &TlsInfo) -> Value {
-    let hex = |v: Option<u16>| v.map(|v| format!("0x{v:04x}"));
-    json!({
-        "started_by": t.started_by,
-        "offered_version": hex(t.offered_version),
-        "version": hex(t.version),
-        "version_name": t.version.map(tls_version_name),
-        "cipher": hex(t.cipher),
-        "sni": t.sni,
-        "alpn": t.alpn,
-        "cert_requested": t.cert_requested,
-        "client_cert": t.client_cert,
-        "client_hello_frame": t.client_hello_frame,
-        "server_hello_frame": t.server_hello_frame,
-    })
-}
-
 /// `TLS 1.2` style names for wire version numbers.
 pub fn tls_version_name(v: u16) -> String {
     match v {
@@ -79,82 +68,192 @@ pub fn tls_version_name(v: u16) -> String {
     }
 }
 
-fn auth_json(a: &AuthEvent, o: &Options) -> Value {
-    json!({
-        "mechanism": a.mechanism.name(),
-        "user": a.user,
-        "cleartext": a.cleartext,
-        "secret": a.secret.as_ref().map(|s| s.render(o.show_secrets)),
-        "frame": a.frame,
-        "context": a.context,
-        "after_tls": a.after_tls,
-    })
+fn hex(v: Option<u16>) -> Option<String> {
+    v.map(|v| format!("0x{v:04x}"))
 }
 
-/// One flow as a JSON object (the shape `audit` reuses).
-pub fn flow_json(file: &str, f: &Flow, o: &Options) -> Value {
-    let ports = f.transport.has_ports();
-    let p = &f.posture;
-    let facts: Map<String, Value> = p
-        .facts
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), json!(v)))
-        .collect();
-    let anomalies: Vec<Value> = p
-        .anomalies
-        .iter()
-        .map(|a| json!({"frame": a.frame, "kind": a.kind, "detail": a.detail}))
-        .collect();
-    let gaps: u64 = f.reassembly.iter().map(|r| r.gaps).sum();
-    let gap_bytes: u64 = f.reassembly.iter().map(|r| r.gap_bytes).sum();
-    let seen = json!({
-        "syn": f.syn_seen,
-        "syn_ack": f.syn_ack_seen,
-        "fin_client": f.fin_seen[0],
-        "fin_server": f.fin_seen[1],
-        "rst": f.rst_seen,
-        "gaps": gaps,
-        "gap_bytes": gap_bytes,
-        "retransmitted_bytes": f.reassembly.iter().map(|r| r.retransmitted_bytes).sum::<u64>(),
-        "out_of_order": f.reassembly.iter().map(|r| r.out_of_order).sum::<u64>(),
-        "truncated_frames": f.truncated_frames,
-        "icmp_errors": f.icmp_errors,
-        "ah": f.ah_seen,
-        "tunneled": f.tunneled,
-    });
-    json!({
-        "file": file,
-        "stream": f.stream,
-        "transport": f.transport.name(),
-        "client": endpoint(&f.client, ports),
-        "server": endpoint(&f.server, ports),
-        "client_from": f.client_from.as_str(),
-        "filter": display_filter(f),
-        "first_frame": f.first_frame,
-        "last_frame": f.last_frame,
-        "start_ns": f.first_ts_ns,
-        "duration_ns": f.last_ts_ns.saturating_sub(f.first_ts_ns),
-        "frames": f.total_frames(),
-        "bytes": f.total_bytes(),
-        "frames_to_server": f.frames[0],
-        "frames_to_client": f.frames[1],
-        "bytes_to_server": f.bytes[0],
-        "bytes_to_client": f.bytes[1],
-        "payload_to_server": f.payload[0],
-        "payload_to_client": f.payload[1],
-        "protocol": p.protocol,
-        "detected_by": p.detected_by,
-        "encryption": p.encryption.as_str(),
-        "encryption_frame": p.encryption_frame,
-        "tls": p.tls.as_ref().map(tls_json),
-        "auth": p.auth.iter().map(|a| auth_json(a, o)).collect::<Vec<_>>(),
-        "facts": facts,
-        "anomalies": anomalies,
-        "anomalies_dropped": p.anomalies_dropped,
-        "seen": seen,
-        "end": f.end.as_str(),
-        "resumed": f.resumed,
-    })
+#[derive(Serialize)]
+struct TlsView<'a> {
+    started_by: &'a str,
+    offered_version: Option<String>,
+    version: Option<String>,
+    version_name: Option<String>,
+    cipher: Option<String>,
+    sni: &'a Option<String>,
+    alpn: &'a [String],
+    cert_requested: bool,
+    client_cert: bool,
+    client_hello_frame: Option<u64>,
+    server_hello_frame: Option<u64>,
+}
+
+impl<'a> TlsView<'a> {
+    fn new(t: &'a TlsInfo) -> Self {
+        TlsView {
+            started_by: &t.started_by,
+            offered_version: hex(t.offered_version),
+            version: hex(t.version),
+            version_name: t.version.map(tls_version_name),
+            cipher: hex(t.cipher),
+            sni: &t.sni,
+            alpn: &t.alpn,
+            cert_requested: t.cert_requested,
+            client_cert: t.client_cert,
+            client_hello_frame: t.client_hello_frame,
+            server_hello_frame: t.server_hello_frame,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AuthView<'a> {
+    mechanism: String,
+    user: &'a Option<String>,
+    cleartext: bool,
+    secret: Option<String>,
+    frame: u64,
+    context: &'a str,
+    after_tls: bool,
+}
+
+impl<'a> AuthView<'a> {
+    fn new(a: &'a AuthEvent, o: &Options) -> Self {
+        AuthView {
+            mechanism: a.mechanism.name(),
+            user: &a.user,
+            cleartext: a.cleartext,
+            secret: a.secret.as_ref().map(|s| s.render(o.show_secrets)),
+            frame: a.frame,
+            context: &a.context,
+            after_tls: a.after_tls,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AnomalyView<'a> {
+    frame: u64,
+    kind: &'a str,
+    detail: &'a str,
+}
+
+impl<'a> AnomalyView<'a> {
+    fn new(a: &'a Anomaly) -> Self {
+        AnomalyView {
+            frame: a.frame,
+            kind: a.kind,
+            detail: &a.detail,
+        }
+    }
+}
+
+/// What the capture showed of the connection itself.
+#[derive(Serialize)]
+struct SeenView {
+    syn: bool,
+    syn_ack: bool,
+    fin_client: bool,
+    fin_server: bool,
+    rst: bool,
+    gaps: u64,
+    gap_bytes: u64,
+    retransmitted_bytes: u64,
+    out_of_order: u64,
+    truncated_frames: u64,
+    icmp_errors: u64,
+    ah: bool,
+    tunneled: bool,
+}
+
+/// One flow as the JSON reports print it.
+#[derive(Serialize)]
+pub struct FlowView<'a> {
+    file: &'a str,
+    stream: Option<u64>,
+    transport: String,
+    client: String,
+    server: String,
+    client_from: &'static str,
+    filter: String,
+    first_frame: u64,
+    last_frame: u64,
+    start_ns: i64,
+    duration_ns: i64,
+    frames: u64,
+    bytes: u64,
+    frames_to_server: u64,
+    frames_to_client: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    payload_to_server: u64,
+    payload_to_client: u64,
+    protocol: Option<&'static str>,
+    detected_by: Option<&'static str>,
+    encryption: &'static str,
+    encryption_frame: Option<u64>,
+    tls: Option<TlsView<'a>>,
+    auth: Vec<AuthView<'a>>,
+    facts: &'a crate::model::Facts,
+    anomalies: Vec<AnomalyView<'a>>,
+    anomalies_dropped: u64,
+    seen: SeenView,
+    end: &'static str,
+    resumed: bool,
+}
+
+impl<'a> FlowView<'a> {
+    pub fn new(file: &'a str, f: &'a Flow, o: &Options) -> Self {
+        let ports = f.transport.has_ports();
+        let p = &f.posture;
+        let sum = |g: fn(&crate::flow::ReassemblyStats) -> u64| f.reassembly.iter().map(g).sum();
+        FlowView {
+            file,
+            stream: f.stream,
+            transport: f.transport.name(),
+            client: endpoint(&f.client, ports),
+            server: endpoint(&f.server, ports),
+            client_from: f.client_from.as_str(),
+            filter: display_filter(f),
+            first_frame: f.first_frame,
+            last_frame: f.last_frame,
+            start_ns: f.first_ts_ns,
+            duration_ns: f.last_ts_ns.saturating_sub(f.first_ts_ns),
+            frames: f.total_frames(),
+            bytes: f.total_bytes(),
+            frames_to_server: f.frames[0],
+            frames_to_client: f.frames[1],
+            bytes_to_server: f.bytes[0],
+            bytes_to_client: f.bytes[1],
+            payload_to_server: f.payload[0],
+            payload_to_client: f.payload[1],
+            protocol: p.protocol,
+            detected_by: p.detected_by,
+            encryption: p.encryption.as_str(),
+            encryption_frame: p.encryption_frame,
+            tls: p.tls.as_ref().map(TlsView::new),
+            auth: p.auth.iter().map(|a| AuthView::new(a, o)).collect(),
+            facts: &p.facts,
+            anomalies: p.anomalies.iter().map(AnomalyView::new).collect(),
+            anomalies_dropped: p.anomalies_dropped,
+            seen: SeenView {
+                syn: f.syn_seen,
+                syn_ack: f.syn_ack_seen,
+                fin_client: f.fin_seen[0],
+                fin_server: f.fin_seen[1],
+                rst: f.rst_seen,
+                gaps: sum(|r| r.gaps),
+                gap_bytes: sum(|r| r.gap_bytes),
+                retransmitted_bytes: sum(|r| r.retransmitted_bytes),
+                out_of_order: sum(|r| r.out_of_order),
+                truncated_frames: f.truncated_frames,
+                icmp_errors: f.icmp_errors,
+                ah: f.ah_seen,
+                tunneled: f.tunneled,
+            },
+            end: f.end.as_str(),
+            resumed: f.resumed,
+        }
+    }
 }
 
 /// What the run could and could not read, per file.
@@ -186,50 +285,204 @@ pub fn file_json(r: &FileResult) -> Value {
         "compression": r.summary.compression,
         "frames": r.summary.frames,
         "bytes": r.summary.bytes,
+        "flows": r.flows,
         "readable": r.error.as_ref().is_none_or(|e| e.is_partial()),
         "error": r.error.as_ref().map(|e| e.to_string()),
         "warnings": warnings,
         "capture": r.summary,
         "decode": r.decode,
-        "flows": r.table,
+        "table": r.table,
     })
 }
 
-/// The whole document for `--format json`.
-pub fn document(files: &[FileResult], o: &Options) -> Value {
-    let flows: Vec<Value> = files
-        .iter()
-        .flat_map(|r| r.flows.iter().map(move |f| flow_json(&r.path, f, o)))
-        .collect();
-    json!({
-        "schema": SCHEMA,
-        "files": files.iter().map(file_json).collect::<Vec<_>>(),
-        "flows": flows,
-    })
+/// A table row, kept until the end for sorting.
+struct Row {
+    file: usize,
+    key: (u8, Option<u64>, u64),
+    cells: [String; 10],
 }
 
-/// Write the report. A closed pipe surfaces as `BrokenPipe` for the caller to ignore.
-pub fn write(
-    out: &mut dyn Write,
-    files: &[FileResult],
+/// Per-file totals the table prints under its rows.
+#[derive(Default, Clone)]
+struct FileTotals {
+    path: String,
+    flows: u64,
+    frames_in_flows: u64,
+}
+
+/// The flow sink that prints. Write errors (a closed pipe) are kept and returned by
+/// [`FlowWriter::finish`]; later flows are then dropped quietly.
+pub struct FlowWriter<W: Write + Send> {
+    out: W,
     fmt: Format,
-    o: &Options,
-) -> io::Result<()> {
-    match fmt {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &document(files, o))?;
-            writeln!(out)
+    opts: Options,
+    files: Vec<FileTotals>,
+    written: u64,
+    rows: Vec<Row>,
+    error: Option<io::Error>,
+}
+
+impl<W: Write + Send> FlowWriter<W> {
+    /// A writer; for JSON the document's opening is written at once.
+    pub fn new(out: W, fmt: Format, opts: Options) -> Self {
+        let mut w = FlowWriter {
+            out,
+            fmt,
+            opts,
+            files: Vec::new(),
+            written: 0,
+            rows: Vec::new(),
+            error: None,
+        };
+        if fmt == Format::Json {
+            let head = format!("{{\n  \"schema\": \"{SCHEMA}\",\n  \"flows\": [");
+            w.put(head.as_bytes());
         }
-        Format::Jsonl => {
-            for r in files {
-                for f in &r.flows {
-                    serde_json::to_writer(&mut *out, &flow_json(&r.path, f, o))?;
-                    writeln!(out)?;
+        w
+    }
+
+    /// Flows from now on come from this capture.
+    pub fn begin_file(&mut self, path: &str) {
+        self.files.push(FileTotals {
+            path: path.to_string(),
+            ..FileTotals::default()
+        });
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(bytes) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// One compact JSON object, placed as a JSON-lines line or a document array entry.
+    fn entry(&mut self, line: &[u8]) {
+        match self.fmt {
+            Format::Json => {
+                let sep: &[u8] = if self.written == 0 {
+                    b"\n    "
+                } else {
+                    b",\n    "
+                };
+                self.put(sep);
+                self.put(line);
+            }
+            _ => {
+                self.put(line);
+                self.put(b"\n");
+            }
+        }
+        self.written += 1;
+    }
+
+    /// Take over what a per-capture writer (same format, JSON lines for JSON) collected.
+    pub fn absorb(&mut self, other: FlowWriter<Vec<u8>>) {
+        let base = self.files.len();
+        self.files.extend(other.files);
+        for mut r in other.rows {
+            r.file += base;
+            self.rows.push(r);
+        }
+        if self.fmt != Format::Table {
+            for line in other.out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                self.entry(line);
+            }
+        }
+    }
+
+    /// Close the report: the JSON document's `files`, or the sorted table.
+    pub fn finish(mut self, results: &[FileResult]) -> io::Result<W> {
+        match self.fmt {
+            Format::Json => {
+                let files: Vec<Value> = results.iter().map(file_json).collect();
+                let close = if self.written == 0 {
+                    "],\n"
+                } else {
+                    "\n  ],\n"
+                };
+                self.put(close.as_bytes());
+                let mut text = serde_json::to_string_pretty(&json!({ "files": files }))
+                    .map_err(io::Error::other)?;
+                // splice `"files": [...]` into the open document
+                text.remove(0);
+                self.put(b" ");
+                self.put(text.trim_start().as_bytes());
+                self.put(b"\n");
+            }
+            Format::Jsonl => {}
+            Format::Table => self.table(results),
+        }
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn table(&mut self, results: &[FileResult]) {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.sort_by_key(|r| (r.file, r.key));
+        let head = [
+            "STREAM",
+            "PROTO",
+            "CLIENT",
+            "SERVER",
+            "FIRST",
+            "FRAMES c>s/s>c",
+            "BYTES c>s/s>c",
+            "APP",
+            "ENCRYPTION",
+            "AUTH",
+        ];
+        let many = self.files.len() > 1;
+        let files = self.files.clone();
+        for (i, totals) in files.iter().enumerate() {
+            let mine: Vec<&Row> = rows.iter().filter(|r| r.file == i).collect();
+            let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
+            for row in &mine {
+                for (w, c) in width.iter_mut().zip(row.cells.iter()) {
+                    *w = (*w).max(c.len());
                 }
             }
-            Ok(())
+            let line = |cells: Vec<&str>| -> String {
+                let mut s = String::new();
+                for (j, (c, w)) in cells.iter().zip(width.iter()).enumerate() {
+                    if j + 1 == cells.len() {
+                        s.push_str(c);
+                    } else {
+                        s.push_str(&format!("{c:<w$}  "));
+                    }
+                }
+                s.push('\n');
+                s
+            };
+            if many {
+                self.put(format!("== {} ==\n", totals.path).as_bytes());
+            }
+            self.put(line(head.to_vec()).as_bytes());
+            for row in &mine {
+                self.put(line(row.cells.iter().map(String::as_str).collect()).as_bytes());
+            }
+            let r = results.iter().find(|r| r.path == totals.path);
+            let frames = r.map_or(0, |r| r.summary.frames);
+            let warn = r
+                .and_then(|r| r.error.as_ref())
+                .map(|e| format!("; warning: {e}"))
+                .unwrap_or_default();
+            let foot = format!(
+                "{} flows, {} frames ({} not in any flow){}\n",
+                totals.flows,
+                frames,
+                frames.saturating_sub(totals.frames_in_flows),
+                warn
+            );
+            self.put(foot.as_bytes());
+            if many {
+                self.put(b"\n");
+            }
         }
-        Format::Table => write_table(out, files),
     }
 }
 
@@ -251,18 +504,27 @@ fn auth_summary(f: &Flow) -> String {
     }
 }
 
-fn write_table(out: &mut dyn Write, files: &[FileResult]) -> io::Result<()> {
-    let many = files.len() > 1;
-    for r in files {
-        if many {
-            writeln!(out, "== {} ==", r.path)?;
+impl<W: Write + Send> FlowSink for FlowWriter<W> {
+    fn flow(&mut self, f: Flow) {
+        if self.files.is_empty() {
+            self.begin_file("-");
         }
-        let rows: Vec<[String; 10]> = r
-            .flows
-            .iter()
-            .map(|f| {
-                let ports = f.transport.has_ports();
-                [
+        let file = self.files.len() - 1;
+        if let Some(t) = self.files.last_mut() {
+            t.flows += 1;
+            t.frames_in_flows += f.total_frames();
+        }
+        if self.fmt == Format::Table {
+            let ports = f.transport.has_ports();
+            let rank = match f.transport {
+                Transport::Tcp => 0,
+                Transport::Udp => 1,
+                _ => 2,
+            };
+            self.rows.push(Row {
+                file,
+                key: (rank, f.stream, f.first_frame),
+                cells: [
                     f.stream.map_or("-".into(), |s| s.to_string()),
                     f.transport.name(),
                     endpoint(&f.client, ports),
@@ -272,59 +534,22 @@ fn write_table(out: &mut dyn Write, files: &[FileResult]) -> io::Result<()> {
                     format!("{}/{}", f.bytes[0], f.bytes[1]),
                     f.posture.protocol.unwrap_or("-").to_string(),
                     f.posture.encryption.as_str().to_string(),
-                    auth_summary(f),
-                ]
-            })
-            .collect();
-        let head = [
-            "STREAM",
-            "PROTO",
-            "CLIENT",
-            "SERVER",
-            "FIRST",
-            "FRAMES c>s/s>c",
-            "BYTES c>s/s>c",
-            "APP",
-            "ENCRYPTION",
-            "AUTH",
-        ];
-        let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
-        for row in &rows {
-            for (w, c) in width.iter_mut().zip(row.iter()) {
-                *w = (*w).max(c.len());
-            }
+                    auth_summary(&f),
+                ],
+            });
+            return;
         }
-        let line = |cells: Vec<&str>| -> String {
-            let mut s = String::new();
-            for (i, (c, w)) in cells.iter().zip(width.iter()).enumerate() {
-                if i + 1 == cells.len() {
-                    s.push_str(c);
-                } else {
-                    s.push_str(&format!("{c:<w$}  "));
-                }
-            }
-            s
-        };
-        writeln!(out, "{}", line(head.to_vec()))?;
-        for row in &rows {
-            writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+        if self.error.is_some() {
+            return;
         }
-        writeln!(
-            out,
-            "{} flows, {} frames ({} not in any flow){}",
-            r.flows.len(),
-            r.summary.frames,
-            r.summary
-                .frames
-                .saturating_sub(r.flows.iter().map(Flow::total_frames).sum::<u64>()),
-            r.error
-                .as_ref()
-                .map(|e| format!("; warning: {e}"))
-                .unwrap_or_default()
-        )?;
-        if many {
-            writeln!(out)?;
+        let path = self
+            .files
+            .last()
+            .map(|t| t.path.clone())
+            .unwrap_or_default();
+        match serde_json::to_vec(&FlowView::new(&path, &f, &self.opts)) {
+            Ok(line) => self.entry(&line),
+            Err(e) => self.error = Some(io::Error::other(e)),
         }
     }
-    Ok(())
 }
