@@ -269,7 +269,11 @@ fn unreadable_inputs_exit_2_naming_the_file() {
     h.extend_from_slice(&[0; 8]);
     h.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     std::fs::write(&huge, &h).unwrap();
-    for p in [&empty, &huge] {
+    let junk = tmp("junk.pcap");
+    std::fs::write(&junk, b"GET / HTTP/1.1\r\nHost: not-a-capture\r\n\r\n").unwrap();
+    let short = tmp("short-header.pcap");
+    std::fs::write(&short, [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]).unwrap();
+    for p in [&empty, &huge, &junk, &short] {
         let out = dpaudit(&["flows", p.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{}", p.display());
         let err = String::from_utf8_lossy(&out.stderr);

@@ -107,7 +107,8 @@ pub struct ShardConfig {
 
 pub struct Shard {
     cfg: ShardConfig,
-    flows: FlowMap<u64, State>,
+    /// Boxed: the map moves entries when it grows, and a state is near a kilobyte.
+    flows: FlowMap<u64, Box<State>>,
     /// Finished records with their close sequence number, in close order.
     pub done: Vec<(u64, Flow)>,
 }
@@ -207,13 +208,13 @@ impl Shard {
         };
         self.flows.insert(
             o.flow_id,
-            State {
+            Box::new(State {
                 flow,
                 reasm: [Reassembler::new(), Reassembler::new()],
                 app,
                 analysis_done: false,
                 light: false,
-            },
+            }),
         );
     }
 }
