@@ -163,3 +163,6 @@ pub fn endpoint(sa: &SocketAddr, with_port: bool) -> String {
         (IpAddr::V6(ip), true) => format!("[{ip}]:{}", sa.port()),
     }
 }
+
+#[cfg(test)]
+mod tests;

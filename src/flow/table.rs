@@ -208,6 +208,8 @@ struct Identity {
     client_from: ClientFrom,
     /// First sequence number seen per direction (client, server), Wireshark's base_seq.
     base_seq: [Option<u32>; 2],
+    /// The connection already ended with FIN or RST: a straggler's record is closed soon.
+    ended: bool,
 }
 
 struct Live {
@@ -365,6 +367,7 @@ impl Table {
             client,
             client_from,
             base_seq: [None; 2],
+            ended: false,
         }
     }
 
@@ -378,6 +381,7 @@ impl Table {
         let shard = (key.stable_hash() % self.shards as u64) as usize;
         let server = if id.client == key.lo { key.hi } else { key.lo };
         let class = match p.transport {
+            Transport::Tcp if id.ended => Class::TcpClosed,
             Transport::Tcp => Class::TcpOpen,
             Transport::Udp => Class::Udp,
             _ => Class::Other,
@@ -542,7 +546,9 @@ impl Table {
         });
         self.closes += 1;
         if remember && key.transport.has_ports() {
-            let serial = self.remember(key, live.id);
+            let mut id = live.id;
+            id.ended = reason == EndReason::Closed;
+            let serial = self.remember(key, id);
             if reason == EndReason::Closed {
                 let until = self.now.saturating_add(self.limits.remember_closed_ns);
                 self.remembered_closed.push_back((until, key, serial));
