@@ -284,3 +284,125 @@ fn unreadable_inputs_exit_2_naming_the_file() {
     let bad_arg = dpaudit(&["flows", "--format", "xml", FIXTURE]);
     assert_eq!(bad_arg.status.code(), Some(2));
 }
+
+/// One row per generated scenario with a client workstation: what `flows` must report.
+/// (scenario, server port, protocol, encryption, auth mechanism or "-", cleartext secret)
+const POSTURES: &[(&str, u16, &str, &str, &str, bool)] = &[
+    (
+        "smtp-client-auth-login-clear",
+        587,
+        "smtp",
+        "none",
+        "login",
+        true,
+    ),
+    ("smtp-client-starttls", 587, "smtp", "tls", "-", false),
+    ("smtp-starttls-refused", 25, "smtp", "none", "-", false),
+    ("https-owa", 443, "tls", "tls", "-", false),
+    ("https-owa-tls10", 443, "tls", "tls", "-", false),
+    ("http-owa-forms-clear", 80, "http", "none", "forms", true),
+    ("http-ews-basic-clear", 80, "http", "none", "basic", true),
+    (
+        "http-activesync-basic-clear",
+        80,
+        "http",
+        "none",
+        "basic",
+        true,
+    ),
+    (
+        "http-autodiscover-ntlmv2",
+        80,
+        "http",
+        "none",
+        "ntlmv2",
+        false,
+    ),
+    ("http-owa-ntlmv1", 80, "http", "none", "ntlmv1", false),
+    (
+        "http-ews-negotiate-kerberos",
+        80,
+        "http",
+        "none",
+        "kerberos",
+        false,
+    ),
+    ("http-oab", 80, "http", "none", "ntlmv2", false),
+    ("http-webdav", 80, "http", "none", "basic", true),
+    ("imap-login-clear", 143, "imap", "none", "user-pass", true),
+    ("imap-starttls", 143, "imap", "tls", "-", false),
+    (
+        "pop3-user-pass-clear",
+        110,
+        "pop3",
+        "none",
+        "user-pass",
+        true,
+    ),
+    ("pop3-stls", 110, "pop3", "tls", "-", false),
+];
+
+#[test]
+fn exchange_scenarios_report_their_posture() {
+    let doc = json_of(&["flows", "--format", "json", FIXTURE]);
+    for (name, port, proto, enc, mech, clear) in POSTURES {
+        let f = scenario_flow(&doc, scenario_index(name), *port);
+        assert_eq!(f["protocol"], *proto, "{name}: {f}");
+        assert_eq!(f["encryption"], *enc, "{name}: {f}");
+        let auth = f["auth"].as_array().unwrap();
+        if *mech == "-" {
+            assert!(auth.is_empty(), "{name}: no authentication visible: {f}");
+        } else {
+            let a = auth
+                .iter()
+                .find(|a| a["mechanism"] == *mech)
+                .unwrap_or_else(|| panic!("{name}: no {mech} in {auth:?}"));
+            assert_eq!(a["cleartext"], *clear, "{name}: {a}");
+            assert!(a["frame"].as_u64().unwrap() >= f["first_frame"].as_u64().unwrap());
+            if *clear {
+                // redacted unless --show-secrets
+                assert!(
+                    a["secret"].as_str().unwrap().ends_with("***"),
+                    "{name}: {a}"
+                );
+            }
+        }
+    }
+    // TLS versions: the downgrade scenario negotiates TLS 1.0
+    let old = scenario_flow(&doc, scenario_index("https-owa-tls10"), 443);
+    assert_eq!(old["tls"]["version"], "0x0301");
+    assert_eq!(old["tls"]["version_name"], "TLS 1.0");
+    // STARTTLS refused is visible as a fact
+    let refused = scenario_flow(&doc, scenario_index("smtp-starttls-refused"), 25);
+    assert!(
+        refused["facts"]["smtp.starttls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().unwrap().starts_with("refused")),
+        "{refused}"
+    );
+    // server to server: X-ANONYMOUSTLS, X-EXPS NTLM, mutual TLS with a client certificate
+    let hub = |port: u16, nth: usize| {
+        flows(&doc)
+            .iter()
+            .filter(|f| {
+                f["client"].as_str().unwrap().starts_with("10.1.0.10:")
+                    && f["server"].as_str().unwrap().ends_with(&format!(":{port}"))
+            })
+            .nth(nth)
+            .cloned()
+            .expect("hub flow")
+    };
+    let mut hub_smtp: Vec<Value> = (0..2).map(|i| hub(25, i)).collect();
+    hub_smtp.sort_by_key(|f| f["first_frame"].as_u64());
+    assert_eq!(hub_smtp[0]["tls"]["started_by"], "x-anonymoustls");
+    assert_eq!(hub_smtp[1]["auth"][0]["mechanism"], "ntlmv2");
+    assert_eq!(hub_smtp[1]["auth"][0]["context"], "SMTP X-EXPS");
+    let edge = flows(&doc)
+        .iter()
+        .find(|f| f["client"].as_str().unwrap().starts_with("192.0.2.25:"))
+        .expect("edge to hub SMTP");
+    assert_eq!(edge["tls"]["client_cert"], true, "{edge}");
+    assert_eq!(edge["tls"]["cert_requested"], true);
+}
