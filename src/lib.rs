@@ -11,6 +11,7 @@
 
 pub mod capture;
 pub mod catalog;
+pub mod classify;
 pub mod decode;
 pub mod error;
 pub mod flow;

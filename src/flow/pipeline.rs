@@ -256,6 +256,8 @@ pub fn analyze_file(
     threads: usize,
     sink: &mut dyn FlowSink,
 ) -> FileResult {
+    let mut labelled = crate::classify::EpmLabels::new(sink);
+    let sink: &mut dyn FlowSink = &mut labelled;
     let shard_cfg = ShardConfig {
         reassembly: cfg.reassembly,
     };
