@@ -134,10 +134,15 @@ struct Batch {
 enum Dispatch<'s> {
     /// One shard on the reader thread, writing straight to the sink.
     Inline(Shard, &'s mut dyn FlowSink, u64),
+    /// Shards on worker threads; their finished flows come back on `done` and are
+    /// written from this thread between batches, so two cores are two busy threads.
     Workers {
         batches: Vec<Batch>,
         senders: Vec<Sender<Batch>>,
         recycled: Receiver<Batch>,
+        done: Receiver<Vec<(u64, Flow)>>,
+        order: Orderer,
+        sink: &'s mut dyn FlowSink,
     },
 }
 
@@ -162,6 +167,9 @@ impl Dispatch<'_> {
                 batches,
                 senders,
                 recycled,
+                done,
+                order,
+                sink,
             } => {
                 let Some(b) = batches.get_mut(shard) else {
                     return;
@@ -183,6 +191,9 @@ impl Dispatch<'_> {
                         // A worker only stops when the channel closes, so this cannot fail
                         // while we hold the sender; ignore the impossible error.
                         let _ = tx.send(full);
+                    }
+                    while let Ok(b) = done.try_recv() {
+                        order.push(b, &mut **sink);
                     }
                 }
             }
@@ -223,29 +234,36 @@ impl Ord for Pending {
     }
 }
 
-/// Finished flows from all shards, handed to the sink in close order.
-fn write_in_order(rx: Receiver<Vec<(u64, Flow)>>, sink: &mut dyn FlowSink) -> u64 {
-    let mut heap = BinaryHeap::new();
-    let mut next = 0u64;
-    let mut written = 0u64;
-    for batch in rx {
+/// Puts finished flows from all shards back in close order before the sink sees them.
+#[derive(Default)]
+struct Orderer {
+    heap: BinaryHeap<Reverse<Pending>>,
+    next: u64,
+    written: u64,
+}
+
+impl Orderer {
+    fn push(&mut self, batch: Vec<(u64, Flow)>, sink: &mut dyn FlowSink) {
         for (seq, f) in batch {
-            heap.push(Reverse(Pending(seq, Box::new(f))));
+            self.heap.push(Reverse(Pending(seq, Box::new(f))));
         }
-        while heap.peek().is_some_and(|Reverse(p)| p.0 == next) {
-            if let Some(Reverse(p)) = heap.pop() {
+        while self.heap.peek().is_some_and(|Reverse(p)| p.0 == self.next) {
+            if let Some(Reverse(p)) = self.heap.pop() {
                 sink.flow(*p.1);
-                written += 1;
-                next += 1;
+                self.written += 1;
+                self.next += 1;
             }
         }
     }
-    // Only reachable with a gap in the sequence (a bug): still write everything.
-    while let Some(Reverse(p)) = heap.pop() {
-        sink.flow(*p.1);
-        written += 1;
+
+    /// Only a gap in the sequence (a bug) leaves anything here: still write it all.
+    fn finish(mut self, sink: &mut dyn FlowSink) -> u64 {
+        while let Some(Reverse(p)) = self.heap.pop() {
+            sink.flow(*p.1);
+            self.written += 1;
+        }
+        self.written
     }
-    written
 }
 
 /// Analyse one capture with `threads` threads (the reader plus `threads - 1` shards),
@@ -282,8 +300,9 @@ pub fn analyze_file(
     } else {
         std::thread::scope(|scope| {
             let (recycle_tx, recycle_rx) = unbounded::<Batch>();
-            let (done_tx, done_rx) = bounded::<Vec<(u64, Flow)>>(4 * workers);
-            let writer = scope.spawn(move || write_in_order(done_rx, sink));
+            // Unbounded so a worker never waits on the reader (which may be waiting on
+            // it); the reader drains it after every batch it sends.
+            let (done_tx, done_rx) = unbounded::<Vec<(u64, Flow)>>();
             let mut senders = Vec::new();
             let mut handles = Vec::new();
             for _ in 0..workers {
@@ -320,19 +339,31 @@ pub fn analyze_file(
                 batches: (0..workers).map(|_| Batch::default()).collect(),
                 senders,
                 recycled: recycle_rx,
+                done: done_rx,
+                order: Orderer::default(),
+                sink,
             };
             let (error, table) = read_all(source, cfg, &mut summary, &mut decoder, &mut dispatch);
-            drop(dispatch); // closes the channels: workers drain and return
+            let mut written = 0;
+            if let Dispatch::Workers {
+                senders,
+                done,
+                mut order,
+                sink,
+                ..
+            } = dispatch
+            {
+                drop(senders); // workers drain their channels and return
+                for b in &done {
+                    order.push(b, &mut *sink);
+                }
+                written = order.finish(&mut *sink);
+            }
             for h in handles {
                 if let Err(p) = h.join() {
                     std::panic::resume_unwind(p);
                 }
             }
-            // All shard senders are gone now, so the writer finishes.
-            let written = match writer.join() {
-                Ok(n) => n,
-                Err(p) => std::panic::resume_unwind(p),
-            };
             (error, table, written)
         })
     };
