@@ -81,6 +81,10 @@ pub struct Reassembler {
     pub start_missing: bool,
     /// Nobody reads the bytes any more (analysis finished): skip the conflict check copy.
     light: bool,
+    /// An acknowledgement beyond `next` seen once, with nothing held beyond the hole: the
+    /// segment may just come later in the capture (the two directions of a capture are
+    /// not always in order), so the gap waits for a second sign.
+    pending_ack: Option<u32>,
     pub stats: ReassemblyStats,
 }
 
@@ -124,6 +128,19 @@ impl Reassembler {
 
     /// Place one segment's payload and deliver whatever became contiguous.
     pub fn segment(
+        &mut self,
+        seq: u32,
+        data: &[u8],
+        limits: &ReassemblyLimits,
+        out: &mut dyn FnMut(Piece<'_>),
+    ) {
+        self.place(seq, data, limits, out);
+        if self.pending_ack.is_some() {
+            self.settle_pending(out);
+        }
+    }
+
+    fn place(
         &mut self,
         seq: u32,
         data: &[u8],
@@ -190,7 +207,9 @@ impl Reassembler {
     }
 
     /// The peer acknowledged up to `ack`: bytes before it that never appeared were lost
-    /// by the capture (the receiver had them), so declare the gap now instead of waiting.
+    /// by the capture (the receiver had them). The gap is declared at once when data
+    /// beyond the hole is already held; otherwise on a second acknowledgement beyond
+    /// `next`, on held data below a pending acknowledgement, or at the end.
     pub fn acked(&mut self, ack: u32, out: &mut dyn FnMut(Piece<'_>)) {
         let Some(next) = self.next else { return };
         // A FIN takes one sequence number that carries no data.
@@ -200,8 +219,25 @@ impl Reassembler {
         };
         let missing = ahead(limit, next);
         if missing <= 0 || missing > i64::from(MAX_PLAUSIBLE_AHEAD) {
+            if self.pending_ack.is_some_and(|p| ahead(p, next) <= 0) {
+                self.pending_ack = None;
+            }
             return;
         }
+        let held_below = self
+            .first_held()
+            .is_some_and(|i| ahead(self.held[i].seq, limit) < 0);
+        if !held_below && self.pending_ack.is_none() {
+            self.pending_ack = Some(limit);
+            return;
+        }
+        self.pending_ack = None;
+        self.declare_acked(limit, out);
+    }
+
+    /// Everything before `limit` that is still missing is a gap; deliver what follows.
+    fn declare_acked(&mut self, limit: u32, out: &mut dyn FnMut(Piece<'_>)) {
+        let Some(next) = self.next else { return };
         // Held segments inside the acknowledged range fill part of it.
         while let Some(first) = self.first_held() {
             let to_first = ahead(self.held[first].seq, self.next.unwrap_or(next));
@@ -220,8 +256,30 @@ impl Reassembler {
         }
     }
 
+    /// After a segment: a pending acknowledgement is either satisfied or, when data
+    /// beyond the hole is now held, confirmed.
+    fn settle_pending(&mut self, out: &mut dyn FnMut(Piece<'_>)) {
+        let (Some(p), Some(next)) = (self.pending_ack, self.next) else {
+            return;
+        };
+        if ahead(p, next) <= 0 {
+            self.pending_ack = None;
+            return;
+        }
+        let held_below = self
+            .first_held()
+            .is_some_and(|i| ahead(self.held[i].seq, p) < 0);
+        if held_below {
+            self.pending_ack = None;
+            self.declare_acked(p, out);
+        }
+    }
+
     /// End of the connection or capture: whatever is held is delivered behind gaps.
     pub fn finish(&mut self, out: &mut dyn FnMut(Piece<'_>)) {
+        if let Some(p) = self.pending_ack.take() {
+            self.declare_acked(p, out);
+        }
         while !self.held.is_empty() {
             self.skip_to_first_held(out);
             self.drain(out);
@@ -432,10 +490,44 @@ mod tests {
         let mut r = Reassembler::new();
         r.syn(0);
         seg(&mut r, 1, b"abc");
-        // 4..14 never captured; the peer acknowledges 14
+        // 4..14 never captured; the peer acknowledges 14: maybe the segment is only
+        // late in the capture, so the first ACK waits...
+        assert_eq!(run(&mut r, |r, o| r.acked(14, o)), vec![]);
+        // ...and a second one confirms the loss
         assert_eq!(run(&mut r, |r, o| r.acked(14, o)), vec![Got::G(10)]);
         assert_eq!(seg(&mut r, 14, b"x"), vec![Got::D(b"x".to_vec())]);
         assert_eq!(r.stats.gap_bytes, 10);
+    }
+
+    #[test]
+    fn segment_arriving_after_its_ack_is_not_a_gap() {
+        // capture order: the server's ACK of 4..14 comes before the client's segment
+        let mut r = Reassembler::new();
+        r.syn(0);
+        seg(&mut r, 1, b"abc");
+        assert_eq!(run(&mut r, |r, o| r.acked(14, o)), vec![]);
+        assert_eq!(
+            seg(&mut r, 4, b"0123456789"),
+            vec![Got::D(b"0123456789".to_vec())]
+        );
+        assert_eq!(r.stats.gaps, 0);
+        // the pending acknowledgement is satisfied: a later ACK of the same is nothing
+        assert_eq!(run(&mut r, |r, o| r.acked(14, o)), vec![]);
+    }
+
+    #[test]
+    fn held_data_below_a_pending_ack_confirms_the_gap() {
+        let mut r = Reassembler::new();
+        r.syn(0);
+        seg(&mut r, 1, b"a");
+        assert_eq!(run(&mut r, |r, o| r.acked(10, o)), vec![]);
+        // 2..5 never comes; 5..7 arrives below the pending ACK: 2..5 and 7..10 were
+        // received by the peer but not captured
+        assert_eq!(
+            seg(&mut r, 5, b"ef"),
+            vec![Got::G(3), Got::D(b"ef".to_vec()), Got::G(3)]
+        );
+        assert_eq!(run(&mut r, |r, o| r.finish(o)), vec![]);
     }
 
     #[test]

@@ -475,6 +475,9 @@ fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed) {
                 posture: &mut flow.posture,
             };
             if a.data(dir, bytes, &mut cx) == Next::Done {
+                // Nothing more to learn: the analyzer wraps up now (pending
+                // authentication exchanges are recorded), then only bytes are counted.
+                a.finish(&mut cx);
                 *app = App::Passive;
             }
         }
@@ -537,6 +540,7 @@ fn start(flow: &mut Flow, app: &mut App, reg: &'static Registration, by: &'stati
             posture: &mut flow.posture,
         };
         if a.data(c.dir, &c.data, &mut cx) == Next::Done {
+            a.finish(&mut cx);
             return;
         }
     }
@@ -555,6 +559,7 @@ fn gap(flow: &mut Flow, app: &mut App, dir: Direction, len: u64, at: Fed) {
                 posture: &mut flow.posture,
             };
             if a.gap(dir, len, &mut cx) == Next::Done {
+                a.finish(&mut cx);
                 *app = App::Passive;
             }
         }
