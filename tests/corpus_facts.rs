@@ -926,22 +926,6 @@ const EXPLAINED: &[Explained] = &[
                  frame 5) is not analysed; the tree connect also precedes the capture",
     },
     Explained {
-        file: "pcaps/zeek/smb_smb1.pcap",
-        streams: "tcp/0",
-        checks: "smb.versions",
-        reason: "dpaudit bug: an SMB2 session captured after its NEGOTIATE gets no \
-                 smb.version (smb2_negotiate_response is the only place SMB2 sets it, \
-                 while any SMB1 message sets \"1\"); every message here has the 0xFE 'SMB' \
-                 header",
-    },
-    Explained {
-        file: "pcaps/zeek/doc_20171220_smb_at_schedule.pcap",
-        streams: "tcp/0",
-        checks: "smb.versions",
-        reason: "dpaudit bug: SMB2 session captured after its NEGOTIATE gets no smb.version \
-                 (only smb2_negotiate_response sets it)",
-    },
-    Explained {
         file: "pcaps/zeek/smtp-one-side-only.pcap",
         streams: "tcp/0",
         checks: "smtp.commands",

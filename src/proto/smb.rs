@@ -297,6 +297,8 @@ pub struct SmbAnalyzer {
     smb1_encrypt_passwords: Option<bool>,
     caps_reported: bool,
     done: bool,
+    /// An SMB2/3 message was seen (the version is known from NEGOTIATE only).
+    saw_smb2: bool,
 }
 
 impl SmbAnalyzer {
@@ -408,6 +410,7 @@ impl SmbAnalyzer {
     // ------------------------------------------------------------------ SMB2 ----
 
     fn smb2(&mut self, msg: &[u8], cut: bool, cx: &mut Ctx) {
+        self.saw_smb2 = true;
         let mut off = 0usize;
         let mut prev_tree = None;
         for _ in 0..MAX_COMPOUND {
@@ -1195,6 +1198,15 @@ impl Analyzer for SmbAnalyzer {
     }
 
     fn finish(&mut self, cx: &mut Ctx) {
+        // A session captured after its NEGOTIATE: SMB 2 or 3, dialect unknown.
+        let known = cx
+            .posture
+            .facts
+            .get("smb.version")
+            .is_some_and(|v| v.iter().any(|v| v != "1"));
+        if self.saw_smb2 && !known {
+            cx.posture.fact("smb.version", "2+");
+        }
         finish_auth(cx);
     }
 }
