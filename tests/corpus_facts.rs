@@ -925,15 +925,6 @@ const EXPLAINED: &[Explained] = &[
         reason: "dpaudit bug: DCE/RPC over SMB1 named pipes (bind in Trans 0x25 to \\PIPE\\, \
                  frame 5) is not analysed; the tree connect also precedes the capture",
     },
-    Explained {
-        file: "pcaps/zeek/smtp-one-side-only.pcap",
-        streams: "tcp/0",
-        checks: "smtp.commands",
-        reason: "dpaudit bug: only the client side was captured; after DATA (frame 7) the \
-                 SMTP analyzer holds client bytes waiting for a 354 that never comes \
-                 (Client::Hold, released only past MAX_LINE = 64 KiB), and finish() drops \
-                 them, so the second transaction and QUIT (frame 17) are never read",
-    },
 ];
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

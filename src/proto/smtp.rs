@@ -125,6 +125,9 @@ pub struct SmtpAnalyzer {
     tls: Option<TlsAnalyzer>,
     /// Bytes are held in the other direction's buffer that a state change released.
     pump: bool,
+    /// Any server byte seen: without one, the capture holds the client side only and
+    /// DATA is not held back waiting for a 354 that will never be seen.
+    server_seen: bool,
     started: bool,
 }
 
@@ -145,6 +148,7 @@ impl SmtpAnalyzer {
             sasl: None,
             tls: None,
             pump: false,
+            server_seen: false,
             started: false,
         }
     }
@@ -330,6 +334,11 @@ impl SmtpAnalyzer {
                 }
                 self.sasl = Some(sasl);
                 self.expect(Cmd::Auth, cx);
+            }
+            "DATA" if !self.server_seen => {
+                // Client side only: the message follows as if the 354 had been seen.
+                cx.posture.fact("smtp.capture", "client-side-only");
+                self.client = Client::Content(DotBody::default());
             }
             "DATA" => {
                 self.expect(Cmd::Data, cx);
@@ -517,6 +526,9 @@ impl Analyzer for SmtpAnalyzer {
             self.started = true;
             cx.posture.protocol = Some("smtp");
         }
+        if dir == Direction::ToClient && !data.is_empty() {
+            self.server_seen = true;
+        }
         let mut next = self.feed(dir, data, cx);
         // A reply released bytes the other direction held back: parse them now.
         while next == Next::Continue && std::mem::take(&mut self.pump) {
@@ -548,6 +560,33 @@ impl Analyzer for SmtpAnalyzer {
             tls.finish(cx);
         }
         finish_auth(cx);
+    }
+}
+
+#[cfg(test)]
+mod one_sided_tests {
+    use super::*;
+    use crate::model::Posture;
+
+    /// zeek/smtp-one-side-only.pcap: only the client's half was captured; the second
+    /// message and QUIT after the first DATA must still be read.
+    #[test]
+    fn client_side_only_capture_reads_past_data() {
+        let mut p = Posture::default();
+        let mut a = SmtpAnalyzer::new();
+        let mut cx = Ctx {
+            frame: 1,
+            ts_ns: 0,
+            client_port: 50000,
+            server_port: 25,
+            posture: &mut p,
+        };
+        let client = b"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nMAIL FROM:<e@f>\r\nRCPT TO:<g@h>\r\nDATA\r\nyo\r\n.\r\nQUIT\r\n";
+        a.data(Direction::ToServer, client, &mut cx);
+        a.finish(&mut cx);
+        assert!(p.has_fact("smtp.command", "QUIT"), "{:?}", p.facts);
+        assert!(p.has_fact("smtp.capture", "client-side-only"));
+        assert!(!p.has_fact("smtp.command", "HI"));
     }
 }
 
