@@ -379,15 +379,8 @@ impl State {
                 start(&mut self.flow, &mut self.app, reg, by);
             }
         }
-        let (cport, sport) = (self.flow.client.port(), self.flow.server.port());
         if let App::Active(a) = &mut self.app {
-            let mut cx = Ctx {
-                frame: at.frame,
-                ts_ns: at.ts_ns,
-                client_port: cport,
-                server_port: sport,
-                posture: &mut self.flow.posture,
-            };
+            let mut cx = ctx(&mut self.flow, at);
             a.finish(&mut cx);
         }
         self.app = App::Passive;
@@ -467,13 +460,7 @@ fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed) {
     match app {
         App::Passive | App::NatT => {}
         App::Active(a) => {
-            let mut cx = Ctx {
-                frame: at.frame,
-                ts_ns: at.ts_ns,
-                client_port: cport,
-                server_port: sport,
-                posture: &mut flow.posture,
-            };
+            let mut cx = ctx(flow, at);
             if a.data(dir, bytes, &mut cx) == Next::Done {
                 // Nothing more to learn: the analyzer wraps up now (pending
                 // authentication exchanges are recorded), then only bytes are counted.
@@ -530,15 +517,14 @@ fn start(flow: &mut Flow, app: &mut App, reg: &'static Registration, by: &'stati
     flow.posture.protocol = Some(reg.name);
     flow.posture.detected_by = Some(by);
     let mut a = (reg.make)();
-    let (cport, sport) = (flow.client.port(), flow.server.port());
     for c in pr.chunks {
-        let mut cx = Ctx {
-            frame: c.frame,
-            ts_ns: c.ts_ns,
-            client_port: cport,
-            server_port: sport,
-            posture: &mut flow.posture,
-        };
+        let mut cx = ctx(
+            flow,
+            Fed {
+                frame: c.frame,
+                ts_ns: c.ts_ns,
+            },
+        );
         if a.data(c.dir, &c.data, &mut cx) == Next::Done {
             a.finish(&mut cx);
             return;
@@ -548,16 +534,9 @@ fn start(flow: &mut Flow, app: &mut App, reg: &'static Registration, by: &'stati
 }
 
 fn gap(flow: &mut Flow, app: &mut App, dir: Direction, len: u64, at: Fed) {
-    let (cport, sport) = (flow.client.port(), flow.server.port());
     match app {
         App::Active(a) => {
-            let mut cx = Ctx {
-                frame: at.frame,
-                ts_ns: at.ts_ns,
-                client_port: cport,
-                server_port: sport,
-                posture: &mut flow.posture,
-            };
+            let mut cx = ctx(flow, at);
             if a.gap(dir, len, &mut cx) == Next::Done {
                 a.finish(&mut cx);
                 *app = App::Passive;
@@ -585,6 +564,17 @@ fn deliver(flow: &mut Flow, app: &mut App, dir: Direction, piece: Piece<'_>, at:
             feed(flow, app, dir, bytes, at);
         }
         Piece::Gap(len) => gap(flow, app, dir, len, at),
+    }
+}
+
+/// The analyzer context for bytes delivered at `at`.
+fn ctx(flow: &mut Flow, at: Fed) -> Ctx<'_> {
+    Ctx {
+        frame: at.frame,
+        ts_ns: at.ts_ns,
+        client_port: flow.client.port(),
+        server_port: flow.server.port(),
+        posture: &mut flow.posture,
     }
 }
 
