@@ -406,3 +406,90 @@ fn exchange_scenarios_report_their_posture() {
     assert_eq!(edge["tls"]["client_cert"], true, "{edge}");
     assert_eq!(edge["tls"]["cert_requested"], true);
 }
+
+/// Find the flow between two endpoints given as `addr:` prefix and `:port` suffix.
+fn between<'a>(doc: &'a Value, client: &str, server_suffix: &str) -> &'a Value {
+    flows(doc)
+        .iter()
+        .find(|f| {
+            f["client"].as_str().unwrap().starts_with(client)
+                && f["server"].as_str().unwrap().ends_with(server_suffix)
+        })
+        .unwrap_or_else(|| panic!("no flow {client}* -> *{server_suffix}"))
+}
+
+fn has(f: &Value, key: &str, value: &str) -> bool {
+    f["facts"][key]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == value))
+}
+
+#[test]
+fn rpc_smb_ldap_sip_and_cluster_paths_report_their_posture() {
+    let doc = json_of(&["flows", "--format", "json", FIXTURE]);
+    // MAPI: endpoint mapper lookup on 135, then the bind on the dynamic port it named
+    let epm = between(&doc, "10.2.0.22:", ":135");
+    assert!(has(
+        epm,
+        "epm.map",
+        "a4f1db00-ca47-1067-b31f-00dd010662da@10.1.0.30:59532"
+    ));
+    let private = between(&doc, "10.2.0.22:", ":59532");
+    assert_eq!(private["encryption"], "rpc-privacy");
+    assert!(has(private, "dcerpc.interface", "emsmdb"));
+    assert!(has(private, "dcerpc.auth-level", "privacy"));
+    let connect = between(&doc, "10.2.0.23:", ":59532");
+    assert_eq!(
+        connect["encryption"], "none",
+        "connect level is not RPC encryption"
+    );
+    assert!(has(connect, "dcerpc.auth-level", "connect"));
+    let drs = between(&doc, "10.1.0.10:", "10.1.0.5:49158");
+    assert!(has(drs, "dcerpc.interface", "drsuapi"));
+    assert_eq!(drs["auth"][0]["mechanism"], "kerberos");
+    assert_eq!(drs["encryption"], "rpc-privacy");
+    // SMB: NTLM and Kerberos session setup, remote registry pipe, SMB 3 encryption
+    let ntlm = between(&doc, "10.2.0.25:", ":445");
+    assert_eq!(ntlm["auth"][0]["mechanism"], "ntlmv2");
+    assert!(has(ntlm, "smb.share", "IPC$") && has(ntlm, "smb.pipe", "winreg"));
+    assert!(
+        has(ntlm, "dcerpc.interface", "winreg"),
+        "RPC inside the named pipe"
+    );
+    let krb = between(&doc, "10.2.0.26:", ":445");
+    assert_eq!(krb["auth"][0]["mechanism"], "kerberos");
+    let smb3 = between(&doc, "10.2.0.27:", ":445");
+    assert_eq!(smb3["encryption"], "smb3");
+    assert!(has(smb3, "smb.version", "3"));
+    // LDAP: EdgeSync simple bind in clear, SASL sealing to the DC, StartTLS
+    let simple = between(&doc, "10.1.0.10:", ":50389");
+    assert_eq!(simple["auth"][0]["mechanism"], "simple");
+    assert_eq!(simple["auth"][0]["cleartext"], true);
+    let sealed = between(&doc, "10.1.0.10:", "10.1.0.5:389");
+    assert_eq!(sealed["encryption"], "sasl-seal");
+    assert_eq!(sealed["auth"][0]["mechanism"], "kerberos");
+    let starttls = between(&doc, "10.2.0.31:", ":389");
+    assert_eq!(starttls["encryption"], "tls");
+    assert_eq!(starttls["tls"]["started_by"], "ldap-starttls");
+    let cldap = flows(&doc)
+        .iter()
+        .find(|f| f["transport"] == "udp" && f["server"].as_str().unwrap().ends_with(":389"))
+        .expect("CLDAP");
+    assert_eq!(cldap["protocol"], "ldap");
+    // Kerberos on 88 over UDP and TCP
+    for t in ["udp", "tcp"] {
+        let k = flows(&doc)
+            .iter()
+            .find(|f| f["transport"] == t && f["server"].as_str().unwrap().ends_with(":88"))
+            .expect("Kerberos");
+        assert_eq!(k["protocol"], "kerberos", "{t}");
+    }
+    // SIP in clear from the IP gateway, SIP over TLS, cluster heartbeats
+    let sip = between(&doc, "10.9.0.2:", ":5060");
+    assert_eq!(sip["protocol"], "sip");
+    assert!(has(sip, "sip.method", "INVITE"));
+    let sips = between(&doc, "10.9.0.2:", ":5061");
+    assert_eq!(sips["encryption"], "tls");
+    let cluster = between(&doc, "10.1.0.30:3343", ":3343");
+    assert_eq!(cluster["protocol"], "cluster");
+}
