@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod classify;
 pub mod decode;
 pub mod error;
+pub mod findings;
 pub mod flow;
 pub mod gen;
 pub mod model;

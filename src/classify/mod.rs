@@ -6,6 +6,9 @@
 //! bind was not captured is then labelled with the interface, and says the label came
 //! from the endpoint mapper (`dcerpc.interface-from-epm`).
 
+pub mod infer;
+pub mod paths;
+
 use crate::flow::{Flow, FlowSink};
 use crate::proto::uuids::INTERFACES;
 use std::collections::{HashMap, VecDeque};
