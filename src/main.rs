@@ -27,6 +27,9 @@ enum Cmd {
     },
     /// Count frames per capture (pcap, pcapng, gzip, zstd, `-` for stdin).
     Frames { captures: Vec<PathBuf> },
+    /// Audit captures against the Exchange 2007 data paths: classify every flow, report
+    /// findings (`--fail-on` makes CI fail on them).
+    Audit(AuditArgs),
     /// List the flows of captures: stream index, endpoints, frames, bytes, protocol,
     /// encryption, authentication (`-` reads standard input).
     Flows(FlowsArgs),
@@ -86,6 +89,94 @@ struct FlowsArgs {
     /// Never draw a progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// pcap / pcapng files, optionally gzip or zstd compressed; `-` for standard input.
+    #[arg(required = true)]
+    captures: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutFormat,
+    /// Which hosts hold which Exchange roles (TOML); without it roles are inferred.
+    #[arg(long)]
+    roles: Option<PathBuf>,
+    /// Another catalog of the same schema as the built-in one.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Exit 1 when a finding at or above this severity remains.
+    #[arg(long, value_parser = ["critical", "high", "medium", "low", "info"])]
+    fail_on: Option<String>,
+    /// Worker threads (default: every core). Output is identical for any value.
+    #[arg(long, short = 'j')]
+    threads: Option<usize>,
+    /// Print captured secrets in full instead of redacted (`j***`).
+    #[arg(long)]
+    show_secrets: bool,
+}
+
+fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use dpaudit::report::audit;
+    let catalog = match &args.catalog {
+        Some(p) => dpaudit::catalog::Catalog::load(p)?,
+        None => dpaudit::catalog::Catalog::builtin()?,
+    };
+    let stated = match &args.roles {
+        Some(p) => Some(dpaudit::catalog::roles::Roles::load(p)?),
+        None => None,
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let sources: Vec<_> = args
+        .captures
+        .iter()
+        .map(|p| dpaudit::capture::Source::from_arg(p))
+        .collect();
+    let cfg = dpaudit::flow::EngineConfig {
+        threads,
+        ..Default::default()
+    };
+    let a = audit::run(&sources, &cfg, &catalog, stated);
+    let mut code = ExitCode::SUCCESS;
+    for r in &a.files {
+        if let Some(e) = &r.error {
+            if e.is_partial() {
+                eprintln!(
+                    "dpaudit: warning: {e} (results cover the {} frames before it)",
+                    r.summary.frames
+                );
+            } else {
+                eprintln!("dpaudit: {e}");
+            }
+            code = ExitCode::from(2);
+        }
+    }
+    let opts = dpaudit::report::flows::Options {
+        show_secrets: args.show_secrets,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match args.format {
+        OutFormat::Json => audit::write_json(&mut out, &a, &opts)?,
+        OutFormat::Jsonl => audit::write_jsonl(&mut out, &a)?,
+        OutFormat::Table => audit::write_table(&mut out, &a, &catalog)?,
+    }
+    out.flush()?;
+    if a.flows.is_empty() {
+        eprintln!("dpaudit: no flow could be analysed: nothing was audited");
+        return Ok(ExitCode::from(2));
+    }
+    if let Some(level) = args
+        .fail_on
+        .as_deref()
+        .and_then(dpaudit::findings::Severity::from_name)
+    {
+        if a.worst().is_some_and(|w| w >= level) && code == ExitCode::SUCCESS {
+            code = ExitCode::from(1);
+        }
+    }
+    Ok(code)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -243,6 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // `flows` writes from its own thread: it must not run under this thread's stdout lock.
     let cmd = match cli.cmd {
         Cmd::Flows(args) => return flows(args),
+        Cmd::Audit(args) => return audit(args),
         other => other,
     };
     let mut out = std::io::stdout().lock();
@@ -259,7 +351,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             };
             writeln!(out, "{text}")?;
         }
-        Cmd::Flows(_) => {}
+        Cmd::Flows(_) | Cmd::Audit(_) => {}
         Cmd::Frames { captures } => {
             let mut code = ExitCode::SUCCESS;
             for c in captures {

@@ -1,0 +1,306 @@
+//! The `audit` report: every flow with its data paths, the findings, and the roles.
+//!
+//! Audit needs every flow before it can judge any (roles are inferred from the whole
+//! capture), so it holds the flows of a run in memory; `flows` is the streaming command.
+
+use super::flows::{FlowView, Options};
+use crate::capture::Source;
+use crate::catalog::roles::Roles;
+use crate::catalog::{Catalog, Vocabulary};
+use crate::classify::infer::{infer_roles, RoleMap};
+use crate::classify::paths::{classify, Classification};
+use crate::findings::{evaluate, sort_findings, Finding, Severity};
+use crate::flow::{collect_file, EngineConfig, FileResult, Flow};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+
+/// Identifies the JSON layout of the audit report.
+pub const VERSION: u32 = 1;
+
+/// One flow with what classification made of it.
+pub struct Audited {
+    pub file: usize,
+    pub flow: Flow,
+    pub class: Classification,
+}
+
+/// A finding and the capture it came from.
+pub struct Located {
+    pub file: usize,
+    pub finding: Finding,
+}
+
+/// Everything an audit found.
+pub struct Audit {
+    pub files: Vec<FileResult>,
+    pub flows: Vec<Audited>,
+    pub findings: Vec<Located>,
+    pub roles: RoleMap,
+}
+
+/// Read every capture, infer roles over all of them, classify and judge each flow.
+pub fn run(
+    sources: &[Source],
+    cfg: &EngineConfig,
+    catalog: &Catalog,
+    stated: Option<Roles>,
+) -> Audit {
+    let mut files = Vec::new();
+    let mut all: Vec<(usize, Flow)> = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let (r, flows) = collect_file(s, cfg, cfg.threads);
+        files.push(r);
+        all.extend(flows.into_iter().map(|f| (i, f)));
+    }
+    let just_flows: Vec<Flow> = all.iter().map(|(_, f)| f.clone()).collect();
+    let inferred = infer_roles(&just_flows);
+    drop(just_flows);
+    let roles = match stated {
+        Some(s) => RoleMap::new(s, inferred),
+        None => RoleMap::inferred_only(inferred),
+    };
+    let mut flows = Vec::new();
+    let mut findings = Vec::new();
+    for (file, flow) in all {
+        let class = classify(&flow, catalog, &roles);
+        let mut found = evaluate(&flow, &class, catalog);
+        sort_findings(&mut found);
+        findings.extend(found.into_iter().map(|finding| Located { file, finding }));
+        flows.push(Audited { file, flow, class });
+    }
+    findings.sort_by(|a, b| {
+        b.finding
+            .severity
+            .cmp(&a.finding.severity)
+            .then(a.file.cmp(&b.file))
+            .then(a.finding.stream.cmp(&b.finding.stream))
+            .then(a.finding.rule.cmp(b.finding.rule))
+            .then(a.finding.fingerprint.cmp(&b.finding.fingerprint))
+    });
+    Audit {
+        files,
+        flows,
+        findings,
+        roles,
+    }
+}
+
+impl Audit {
+    /// The most severe finding, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|l| l.finding.severity).max()
+    }
+}
+
+#[derive(Serialize)]
+struct AuditedView<'a> {
+    #[serde(flatten)]
+    flow: FlowView<'a>,
+    data_paths: Vec<&'a str>,
+    classification: &'a Classification,
+}
+
+#[derive(Serialize)]
+struct FindingView<'a> {
+    file: &'a str,
+    #[serde(flatten)]
+    finding: &'a Finding,
+}
+
+fn roles_json(a: &Audit) -> Value {
+    let mut hosts: BTreeSet<std::net::IpAddr> = BTreeSet::new();
+    for f in &a.flows {
+        hosts.insert(f.flow.client.ip());
+        hosts.insert(f.flow.server.ip());
+    }
+    let roles: Vec<Value> = hosts
+        .into_iter()
+        .filter_map(|ip| {
+            let r = a.roles.roles_of(ip);
+            (!r.is_empty()).then(|| {
+                json!({
+                    "host": ip.to_string(),
+                    "roles": r.iter().map(|(role, source, evidence)| json!({
+                        "role": role.as_str(),
+                        "source": source.as_str(),
+                        "evidence": evidence,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+        })
+        .collect();
+    json!({ "hosts": roles, "contradictions": a.roles.contradictions() })
+}
+
+/// The audit as one JSON document (`version`, `files`, `flows`, `findings`, `roles`).
+pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()> {
+    let path = |i: usize| a.files.get(i).map_or("", |r| r.path.as_str());
+    let flows: Vec<AuditedView> = a
+        .flows
+        .iter()
+        .map(|x| AuditedView {
+            flow: FlowView::new(path(x.file), &x.flow, o),
+            data_paths: x.class.ids(),
+            classification: &x.class,
+        })
+        .collect();
+    let findings: Vec<FindingView> = a
+        .findings
+        .iter()
+        .map(|l| FindingView {
+            file: path(l.file),
+            finding: &l.finding,
+        })
+        .collect();
+    let doc = json!({
+        "version": VERSION,
+        "files": a.files.iter().map(super::flows::file_json).collect::<Vec<_>>(),
+        "flows": flows,
+        "findings": findings,
+        "roles": roles_json(a),
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    writeln!(out)
+}
+
+/// One finding a line.
+pub fn write_jsonl(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
+    for l in &a.findings {
+        let path = a.files.get(l.file).map_or("", |r| r.path.as_str());
+        serde_json::to_writer(
+            &mut *out,
+            &FindingView {
+                file: path,
+                finding: &l.finding,
+            },
+        )
+        .map_err(io::Error::other)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// What a person reads first: the data-path matrix, the findings, the roles.
+pub fn write_table(out: &mut dyn Write, a: &Audit, catalog: &Catalog) -> io::Result<()> {
+    #[derive(Default)]
+    struct Row {
+        flows: u64,
+        encrypted: u64,
+        clear: u64,
+        unknown: u64,
+        mechanisms: BTreeSet<String>,
+        worst: Option<Severity>,
+    }
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for x in &a.flows {
+        let key = x
+            .class
+            .best()
+            .map_or_else(|| "(no path)".to_string(), |p| p.id.clone());
+        let r = rows.entry(key).or_default();
+        r.flows += 1;
+        match x.flow.posture.encryption.as_str() {
+            "none" => r.clear += 1,
+            "unknown" => r.unknown += 1,
+            _ => r.encrypted += 1,
+        }
+        for ev in &x.flow.posture.auth {
+            r.mechanisms.insert(ev.mechanism.name());
+        }
+    }
+    for l in &a.findings {
+        let key = l
+            .finding
+            .data_path
+            .clone()
+            .unwrap_or_else(|| "(no path)".to_string());
+        let r = rows.entry(key).or_default();
+        r.worst = r.worst.max(Some(l.finding.severity));
+    }
+    writeln!(out, "DATA PATHS")?;
+    writeln!(
+        out,
+        "{:<10} {:<44} {:>5} {:>5} {:>5} {:>5}  {:<24} VERDICT",
+        "PATH", "NAME", "FLOWS", "ENC", "CLEAR", "UNK", "AUTH SEEN"
+    )?;
+    for (id, r) in &rows {
+        let name = catalog.get(id).map_or("", |p| p.name.as_str());
+        let name: String = name.chars().take(44).collect();
+        let mech = if r.mechanisms.is_empty() {
+            "-".to_string()
+        } else {
+            r.mechanisms.iter().cloned().collect::<Vec<_>>().join(",")
+        };
+        let verdict = r.worst.map_or("ok", |s| s.as_str());
+        writeln!(
+            out,
+            "{id:<10} {name:<44} {:>5} {:>5} {:>5} {:>5}  {mech:<24} {verdict}",
+            r.flows, r.encrypted, r.clear, r.unknown
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "FINDINGS ({})", a.findings.len())?;
+    for l in &a.findings {
+        let f = &l.finding;
+        let frames: Vec<String> = f.frames.iter().take(4).map(u64::to_string).collect();
+        writeln!(
+            out,
+            "{:<8} {:<28} {:<6} {:<22} frames {:<16} {}",
+            f.severity.as_str(),
+            f.rule,
+            f.data_path.as_deref().unwrap_or("-"),
+            f.filter,
+            frames.join(","),
+            f.message
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "ROLES")?;
+    let roles = roles_json(a);
+    for h in roles["hosts"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let list: Vec<String> = h["roles"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .map(|r| {
+                let ev = r["evidence"]
+                    .as_array()
+                    .and_then(|e| e.first())
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                format!(
+                    "{} ({}{}{})",
+                    r["role"].as_str().unwrap_or(""),
+                    r["source"].as_str().unwrap_or(""),
+                    if ev.is_empty() { "" } else { ": " },
+                    ev
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "{:<24} {}",
+            h["host"].as_str().unwrap_or(""),
+            list.join("; ")
+        )?;
+    }
+    for c in a.roles.contradictions() {
+        writeln!(out, "contradiction: {c}")?;
+    }
+    let frames: u64 = a.files.iter().map(|r| r.summary.frames).sum();
+    let unknown = a
+        .flows
+        .iter()
+        .filter(|x| x.flow.posture.encryption.as_str() == "unknown")
+        .count();
+    writeln!(
+        out,
+        "\nCOVERAGE: {} files, {frames} frames, {} flows ({unknown} with unknown encryption)",
+        a.files.len(),
+        a.flows.len()
+    )?;
+    Ok(())
+}

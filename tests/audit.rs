@@ -1,0 +1,143 @@
+//! `dpaudit audit` end to end: findings, JSON shape, exit codes, determinism.
+use serde_json::Value;
+use std::process::{Command, Output};
+
+const FIXTURE: &str = "fixtures/exchange-scenarios.pcapng";
+
+fn dpaudit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dpaudit"))
+        .args(args)
+        .output()
+        .expect("run dpaudit")
+}
+
+fn audit_json(extra: &[&str]) -> Value {
+    let mut args = vec!["audit", "--format", "json"];
+    args.extend_from_slice(extra);
+    args.push(FIXTURE);
+    let out = dpaudit(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn json_report_has_paths_findings_and_no_secret() {
+    let doc = audit_json(&[]);
+    assert_eq!(doc["version"], 1);
+    let flows = doc["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 47);
+    for f in flows {
+        for key in [
+            "stream",
+            "transport",
+            "client",
+            "server",
+            "protocol",
+            "encryption",
+            "auth",
+            "first_frame",
+        ] {
+            assert!(f.get(key).is_some(), "flow lacks {key}: {f}");
+        }
+        assert!(f["data_paths"].is_array());
+    }
+    let findings = doc["findings"].as_array().unwrap();
+    let count = |rule: &str| findings.iter().filter(|f| f["rule"] == rule).count();
+    assert_eq!(count("cleartext-credential"), 10);
+    assert!(count("unencrypted-path") > 0 && count("weak-tls") == 1);
+    for f in findings {
+        for key in [
+            "rule",
+            "severity",
+            "data_path",
+            "stream",
+            "frames",
+            "message",
+            "fingerprint",
+            "filter",
+        ] {
+            assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
+        }
+    }
+    // the EWS Basic login: critical, on a Client Access path, user kept, password not
+    let ews = findings
+        .iter()
+        .find(|f| f["rule"] == "cleartext-credential" && f["filter"] == "tcp.stream eq 9")
+        .expect("EWS basic finding");
+    assert_eq!(ews["severity"], "critical");
+    assert_eq!(ews["user"], "contoso\\jdoe");
+    let text = serde_json::to_string(&doc).unwrap();
+    assert!(
+        !text.contains("Summer2026!"),
+        "a secret leaked into the report"
+    );
+}
+
+#[test]
+fn fail_on_sets_the_exit_code() {
+    let crit = dpaudit(&["audit", "--fail-on", "critical", FIXTURE]);
+    assert_eq!(crit.status.code(), Some(1));
+    let none = dpaudit(&["audit", FIXTURE]);
+    assert_eq!(none.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&none.stdout);
+    assert!(text.starts_with("DATA PATHS"), "{text}");
+    assert!(text.contains("FINDINGS") && text.contains("ROLES") && text.contains("COVERAGE"));
+    let bad = dpaudit(&["audit", "--fail-on", "urgent", FIXTURE]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn nothing_to_audit_is_not_a_pass() {
+    let dir = std::env::temp_dir().join(format!("dpaudit-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // a valid pcap header and no packet
+    let empty = dir.join("no-packets.pcap");
+    let h = [
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
+    ];
+    std::fs::write(&empty, h).unwrap();
+    let out = dpaudit(&["audit", "--fail-on", "info", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was audited"));
+}
+
+#[test]
+fn stated_roles_win_and_threads_do_not_change_the_report() {
+    let dir = std::env::temp_dir().join(format!("dpaudit-roles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let roles = dir.join("roles.toml");
+    std::fs::write(
+        &roles,
+        "[roles]\nhub = [\"10.1.0.10\", \"10.1.0.11\"]\nedge = [\"192.0.2.25\"]\ncas = [\"10.1.0.20\"]\n\
+         mailbox = [\"10.1.0.30\", \"10.1.0.31\"]\num = [\"10.1.0.40\"]\ndc = [\"10.1.0.5\"]\n\
+         ip_gateway = [\"10.9.0.2\"]\nclient = [\"10.2.0.0/16\", \"2001:db8:2::/48\"]\n",
+    )
+    .unwrap();
+    let r = roles.to_str().unwrap();
+    let one = dpaudit(&[
+        "audit", "--format", "json", "-j", "1", "--roles", r, FIXTURE,
+    ]);
+    let two = dpaudit(&[
+        "audit", "--format", "json", "-j", "2", "--roles", r, FIXTURE,
+    ]);
+    assert!(one.status.success());
+    assert!(one.stdout == two.stdout, "-j1 and -j2 reports differ");
+    let doc: Value = serde_json::from_slice(&one.stdout).unwrap();
+    let hosts = doc["roles"]["hosts"].as_array().unwrap();
+    let edge = hosts
+        .iter()
+        .find(|h| h["host"] == "192.0.2.25")
+        .expect("edge host");
+    assert!(edge["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["role"] == "edge" && r["source"] == "stated"));
+    let jsonl = dpaudit(&["audit", "--format", "jsonl", "--roles", r, FIXTURE]);
+    let lines = String::from_utf8_lossy(&jsonl.stdout).lines().count();
+    assert_eq!(lines, doc["findings"].as_array().unwrap().len());
+}
