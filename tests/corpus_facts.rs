@@ -900,31 +900,6 @@ const EXPLAINED: &[Explained] = &[
                  unbindRequest), dpaudit records the layer (ldap.sasl-layer=krb5-sign) \
                  but not the operations inside",
     },
-    // ---- dpaudit bugs, for the lead to fix ----
-    Explained {
-        file: "pcaps/zeek/smb_raw_ntlm_in_smb.pcap",
-        streams: "tcp/2",
-        checks: "dcerpc.ptypes dcerpc.bind-uuids",
-        reason: "dpaudit bug: DCE/RPC over SMB1 named pipes is never analysed. The IPC$ tree \
-                 and the lsarpc / srvsvc pipes are seen (smb.pipe), but the binds travel in \
-                 SMB1 Trans (0x25) TransactNmPipe to \\PIPE\\ (frames 31, 54) and only the \
-                 SMB2 path calls pipe_bytes (src/proto/smb.rs)",
-    },
-    Explained {
-        file: "pcaps/zeek/dce-rpc_mapi.pcap",
-        streams: "tcp/18",
-        checks: "dcerpc.ptypes dcerpc.auth-type dcerpc.auth-level dcerpc.bind-uuids",
-        reason: "dpaudit bug: DCE/RPC over SMB1 named pipes (port 139; binds in Trans 0x25 \
-                 to \\PIPE\\, frames 424, 438, ...) is not analysed; the tree connect also \
-                 precedes the capture, so \\lsarpc is recorded as smb.file",
-    },
-    Explained {
-        file: "pcaps/zeek/smb_dssetup_DsRoleGetPrimaryDomainInformation_standalone_workstation.cap",
-        streams: "tcp/0",
-        checks: "dcerpc.ptypes dcerpc.bind-uuids",
-        reason: "dpaudit bug: DCE/RPC over SMB1 named pipes (bind in Trans 0x25 to \\PIPE\\, \
-                 frame 5) is not analysed; the tree connect also precedes the capture",
-    },
 ];
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1,7 +1,10 @@
 //! SMB 1/2/3 over direct TCP (445, MS-SMB2 2.1) and over the NetBIOS session service
 //! (139, RFC 1002 4.3): dialect negotiation, signing, session setup (security tokens,
 //! SMB1 passwords), shares, files and named pipes, with the DCE/RPC carried by pipe
-//! WRITE / READ / FSCTL_PIPE_TRANSCEIVE handed to one [`DceRpcAnalyzer`] per pipe.
+//! WRITE / READ / FSCTL_PIPE_TRANSCEIVE (SMB2) and TRANS TransactNmPipe / WRITE_ANDX /
+//! READ_ANDX / WRITE / READ (SMB1) handed to one [`DceRpcAnalyzer`] per pipe. An SMB1
+//! pipe opened before the capture is still followed: its NT_CREATE_ANDX response says
+//! the file is a pipe, or a TransactNmPipe names its FID.
 //!
 //! Guarantees: every offset and length read from a message is checked against that
 //! message before use, so no input panics; one message per direction is buffered, and
@@ -91,6 +94,23 @@ const SMB1_SIGNATURES_ENABLED: u8 = 0x04;
 const SMB1_SIGNATURES_REQUIRED: u8 = 0x08;
 /// SMB1 session setup response Action bit 0: logged in as guest.
 const SMB1_ACTION_GUEST: u16 = 0x0001;
+/// ERRDOS / ERRmoredata (class 0x01, code 0x00EA) read as the 32-bit Status field: the
+/// DOS-error spelling of STATUS_BUFFER_OVERFLOW (MS-CIFS 2.2.2.4).
+const SMB1_ERRDOS_MORE_DATA: u32 = 0x00ea_0001;
+/// SMB1 transaction subcommands on a named pipe, Setup[0] (MS-CIFS 2.2.5); Setup[1] is
+/// the FID.
+const TRANS_TRANSACT_NMPIPE: u16 = 0x0026;
+const TRANS_READ_NMPIPE: u16 = 0x0036;
+const TRANS_WRITE_NMPIPE: u16 = 0x0037;
+/// NT_CREATE_ANDX response ResourceType of a named pipe (MS-CIFS 2.2.4.64.2).
+const FILE_TYPE_BYTE_MODE_PIPE: u16 = 0x0001;
+const FILE_TYPE_MESSAGE_MODE_PIPE: u16 = 0x0002;
+/// WRITE_ANDX WriteMode (MS-CIFS 2.2.4.43.1): a raw-mode write that starts a pipe
+/// message puts the message length in the first two data bytes.
+const WRITE_MODE_RAW: u16 = 0x0004;
+const WRITE_MODE_MSG_START: u16 = 0x0008;
+/// BufferFormat of the data block of SMB_COM_WRITE / SMB_COM_READ (MS-CIFS 2.2.4.11-12).
+const SMB1_DATA_BLOCK: u8 = 0x01;
 /// NTLMv1 / LM challenge responses are 24 bytes (MS-NLMP 3.3.1).
 const NTLMV1_RESPONSE_LEN: usize = 24;
 
@@ -123,6 +143,13 @@ impl Smb1Command {
     pub const TREE_CONNECT_ANDX: Smb1Command = Smb1Command(0x75);
     pub const ECHO: Smb1Command = Smb1Command(0x2b);
     pub const NT_CREATE_ANDX: Smb1Command = Smb1Command(0xa2);
+    pub const CLOSE: Smb1Command = Smb1Command(0x04);
+    pub const READ: Smb1Command = Smb1Command(0x0a);
+    pub const WRITE: Smb1Command = Smb1Command(0x0b);
+    pub const TRANSACTION: Smb1Command = Smb1Command(0x25);
+    pub const TRANSACTION_SECONDARY: Smb1Command = Smb1Command(0x26);
+    pub const READ_ANDX: Smb1Command = Smb1Command(0x2e);
+    pub const WRITE_ANDX: Smb1Command = Smb1Command(0x2f);
     /// No further command in an AndX chain.
     pub const NO_ANDX: Smb1Command = Smb1Command(0xff);
 
@@ -254,6 +281,54 @@ enum PendingOp {
     ReadPipe([u8; 16]),
 }
 
+/// What an SMB1 request left for its response (by MID; one AndX chain shares its MID).
+#[derive(Clone, Debug)]
+enum Smb1Op {
+    TreeConnect(String),
+    /// NT_CREATE_ANDX of `name`; `ipc` is None when the tree was connected before the
+    /// capture, and the response's ResourceType decides between pipe and file.
+    Create {
+        name: String,
+        ipc: Option<bool>,
+    },
+    /// READ_ANDX / READ of a followed pipe.
+    Read(u16),
+    /// A named-pipe transaction.
+    Trans(PipeTrans),
+}
+
+/// An SMB1 named-pipe transaction awaiting more request data or its response.
+#[derive(Clone, Debug)]
+struct PipeTrans {
+    fid: u16,
+    /// The response data is pipe data (TransactNmPipe, ReadNmPipe).
+    answer: bool,
+    /// DataDisplacement the next request / response part must have.
+    request_at: usize,
+    response_at: usize,
+}
+
+impl Smb1Op {
+    fn same_kind(&self, cmd: Smb1Command) -> bool {
+        match self {
+            Smb1Op::TreeConnect(_) => cmd == Smb1Command::TREE_CONNECT_ANDX,
+            Smb1Op::Create { .. } => cmd == Smb1Command::NT_CREATE_ANDX,
+            Smb1Op::Read(_) => cmd == Smb1Command::READ_ANDX || cmd == Smb1Command::READ,
+            Smb1Op::Trans(_) => {
+                cmd == Smb1Command::TRANSACTION || cmd == Smb1Command::TRANSACTION_SECONDARY
+            }
+        }
+    }
+}
+
+/// A followed pipe's handle: an SMB2 FileId, or an SMB1 FID (unique within the
+/// connection, MS-CIFS 2.2.1.6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PipeKey {
+    Smb2([u8; 16]),
+    Smb1(u16),
+}
+
 struct Tree {
     id: u32,
     share: String,
@@ -261,7 +336,7 @@ struct Tree {
 }
 
 struct Pipe {
-    file_id: [u8; 16],
+    key: PipeKey,
     name: String,
     rpc: DceRpcAnalyzer,
     done: bool,
@@ -291,8 +366,11 @@ pub struct SmbAnalyzer {
     pipes: Vec<Pipe>,
     files: usize,
     smb1_dialects: Vec<String>,
-    smb1_pending_shares: Vec<(u16, String)>,
+    smb1_pending: Vec<(u16, Smb1Op)>,
+    /// SMB1 trees: TID and whether it is IPC$.
     smb1_trees: Vec<(u16, bool)>,
+    /// A TREE_CONNECT_ANDX request earlier in the current AndX chain: is its share IPC$?
+    smb1_chain_ipc: Option<bool>,
     /// SMB1 negotiate response: did the server ask for challenge/response passwords?
     smb1_encrypt_passwords: Option<bool>,
     caps_reported: bool,
@@ -512,7 +590,7 @@ impl SmbAnalyzer {
                     if let (true, Some(PendingOp::CreatePipe(name)), Some(fid)) =
                         (ok, op, file_id_at(m, body + 64))
                     {
-                        self.add_pipe(fid, name, cx);
+                        self.add_pipe(PipeKey::Smb2(fid), name, cx);
                     }
                 }
                 Smb2Command::READ => {
@@ -521,7 +599,8 @@ impl SmbAnalyzer {
                     if let (true, Some(PendingOp::ReadPipe(fid))) = (data_ok, op) {
                         let off = u8_at(m, body + 2).map(usize::from);
                         let len = u32_at(m, body + 4).and_then(|l| usize::try_from(l).ok());
-                        self.pipe_bytes(fid, Direction::ToClient, m, off, len, cut, cx);
+                        let key = PipeKey::Smb2(fid);
+                        self.pipe_bytes(key, Direction::ToClient, m, off, len, cut, cx);
                     }
                 }
                 Smb2Command::IOCTL if ok || status == STATUS_BUFFER_OVERFLOW => {
@@ -529,7 +608,8 @@ impl SmbAnalyzer {
                         if let Some(fid) = file_id_at(m, body + 8) {
                             let off = u32_at(m, body + 32).and_then(|o| usize::try_from(o).ok());
                             let len = u32_at(m, body + 36).and_then(|l| usize::try_from(l).ok());
-                            self.pipe_bytes(fid, Direction::ToClient, m, off, len, cut, cx);
+                            let key = PipeKey::Smb2(fid);
+                            self.pipe_bytes(key, Direction::ToClient, m, off, len, cut, cx);
                         }
                     }
                 }
@@ -614,12 +694,13 @@ impl SmbAnalyzer {
                 if let Some(fid) = file_id_at(m, body + 16) {
                     let off = u16_at(m, body + 2).map(usize::from);
                     let len = u32_at(m, body + 4).and_then(|l| usize::try_from(l).ok());
-                    self.pipe_bytes(fid, Direction::ToServer, m, off, len, cut, cx);
+                    let key = PipeKey::Smb2(fid);
+                    self.pipe_bytes(key, Direction::ToServer, m, off, len, cut, cx);
                 }
             }
             Smb2Command::READ => {
                 if let Some(fid) = file_id_at(m, body + 16) {
-                    if self.pipes.iter().any(|p| p.file_id == fid) {
+                    if self.pipes.iter().any(|p| p.key == PipeKey::Smb2(fid)) {
                         self.add_pending(mid, PendingOp::ReadPipe(fid), cx);
                     }
                 }
@@ -628,12 +709,13 @@ impl SmbAnalyzer {
                 if let Some(fid) = file_id_at(m, body + 8) {
                     let off = u32_at(m, body + 24).and_then(|o| usize::try_from(o).ok());
                     let len = u32_at(m, body + 28).and_then(|l| usize::try_from(l).ok());
-                    self.pipe_bytes(fid, Direction::ToServer, m, off, len, cut, cx);
+                    let key = PipeKey::Smb2(fid);
+                    self.pipe_bytes(key, Direction::ToServer, m, off, len, cut, cx);
                 }
             }
             Smb2Command::CLOSE => {
                 if let Some(fid) = file_id_at(m, body + 8) {
-                    self.pipes.retain(|p| p.file_id != fid);
+                    self.pipes.retain(|p| p.key != PipeKey::Smb2(fid));
                 }
             }
             _ => {}
@@ -733,12 +815,13 @@ impl SmbAnalyzer {
         }
     }
 
-    /// Data of a pipe WRITE / READ / TRANSCEIVE (offset from the SMB2 header) to the pipe's
-    /// DCE/RPC analyzer. Files that are not followed pipes are ignored.
-    #[allow(clippy::too_many_arguments)] // reason: one call shape for three commands
+    /// Data of a pipe write / read / transaction (`off` counted from the start of the SMB
+    /// message `m`) to the pipe's DCE/RPC analyzer. Files that are not followed pipes are
+    /// ignored.
+    #[allow(clippy::too_many_arguments)] // reason: one call shape for every pipe command
     fn pipe_bytes(
         &mut self,
-        fid: [u8; 16],
+        key: PipeKey,
         dir: Direction,
         m: &[u8],
         off: Option<usize>,
@@ -746,7 +829,7 @@ impl SmbAnalyzer {
         cut: bool,
         cx: &mut Ctx,
     ) {
-        let Some(pipe) = self.pipes.iter_mut().find(|p| p.file_id == fid && !p.done) else {
+        let Some(pipe) = self.pipes.iter_mut().find(|p| p.key == key && !p.done) else {
             return;
         };
         let data = off.zip(len).and_then(|(o, l)| bytes(m, o, l));
@@ -769,9 +852,13 @@ impl SmbAnalyzer {
             }
             None => {
                 pipe.done = true;
+                let kind = match key {
+                    PipeKey::Smb2(_) => "smb2.offset-out-of-range",
+                    PipeKey::Smb1(_) => "smb1.offset-out-of-range",
+                };
                 cx.posture.anomaly(
                     cx.frame,
-                    "smb2.offset-out-of-range",
+                    kind,
                     format!(
                         "data offset/length on pipe {} outside the message; pipe no longer followed",
                         pipe.name
@@ -805,6 +892,7 @@ impl SmbAnalyzer {
         if cmd != Smb1Command::NEGOTIATE || reply {
             cx.posture.fact("smb.version", "1");
         }
+        self.smb1_chain_ipc = None;
         let mut pos = SMB1_HEADER_LEN;
         for _ in 0..MAX_ANDX {
             let Some(wc) = u8_at(msg, pos).map(usize::from) else {
@@ -852,6 +940,8 @@ impl SmbAnalyzer {
                 words,
                 data,
                 data_at,
+                msg,
+                cut,
             };
             self.smb1_command(cmd, &blk, cx);
             if !cmd.is_andx() {
@@ -929,36 +1019,284 @@ impl SmbAnalyzer {
                 let (path, _) = smb1_string(b.data, pw_len, b.data_at, b.unicode);
                 let share = share_of(&path);
                 cx.posture.fact("smb.share", share.clone());
-                if self.smb1_pending_shares.len() >= MAX_PENDING {
-                    self.smb1_pending_shares.remove(0);
-                    self.report_cap(cx, "outstanding SMB1 tree connects");
-                }
-                self.smb1_pending_shares.push((b.mid, share));
+                // The rest of this chain runs on the tree being connected.
+                self.smb1_chain_ipc = Some(share.eq_ignore_ascii_case("IPC$"));
+                self.smb1_add_pending(b.mid, Smb1Op::TreeConnect(share), cx);
             }
             (Smb1Command::TREE_CONNECT_ANDX, true) => {
-                let i = self
-                    .smb1_pending_shares
-                    .iter()
-                    .position(|(m, _)| *m == b.mid);
-                if let Some(i) = i {
-                    let (_, share) = self.smb1_pending_shares.remove(i);
-                    if b.status == STATUS_SUCCESS && self.smb1_trees.len() < MAX_TREES {
-                        self.smb1_trees
-                            .push((b.tid, share.eq_ignore_ascii_case("IPC$")));
+                if let Some(Smb1Op::TreeConnect(share)) = self.smb1_take_pending(b.mid, cmd) {
+                    // Service (always OEM, MS-CIFS 2.2.4.55.2) "IPC" names a pipe share.
+                    let service = oem(b.data);
+                    let ipc = share.eq_ignore_ascii_case("IPC$") || service == "IPC";
+                    if b.status == STATUS_SUCCESS {
+                        self.smb1_add_tree(b.tid, ipc, cx);
                     }
                 }
             }
-            (Smb1Command::NT_CREATE_ANDX, false) => {
-                let (name, _) = smb1_string(b.data, 0, b.data_at, b.unicode);
-                let on_ipc = self.smb1_trees.iter().any(|&(t, ipc)| t == b.tid && ipc);
-                if on_ipc {
-                    cx.posture.fact("smb.pipe", pipe_name(&name));
-                } else if !name.is_empty() {
-                    self.file_fact(name, cx);
+            (Smb1Command::NT_CREATE_ANDX, false) => self.smb1_create(b, cx),
+            (Smb1Command::NT_CREATE_ANDX, true) => self.smb1_create_response(b, cx),
+            (Smb1Command::TRANSACTION, false) => self.smb1_trans(b, cx),
+            (Smb1Command::TRANSACTION_SECONDARY, false) => self.smb1_trans_secondary(b, cx),
+            (Smb1Command::TRANSACTION, true) => self.smb1_trans_response(b, cx),
+            (Smb1Command::WRITE_ANDX, false) => {
+                // MS-CIFS 2.2.4.43.1: FID, Offset, Timeout, WriteMode, Remaining,
+                // DataLengthHigh (MS-SMB 2.2.4.3.1), DataLength, DataOffset.
+                let Some(fid) = u16_at(b.words, 4) else {
+                    return self.smb1_short(b, "WRITE_ANDX", cx);
+                };
+                let mode = u16_at(b.words, 14).unwrap_or(0);
+                let high = u16_at(b.words, 18).map_or(0, usize::from);
+                let mut len = u16_at(b.words, 20).map(|l| high << 16 | usize::from(l));
+                let mut off = b.data_offset(22);
+                if mode & (WRITE_MODE_RAW | WRITE_MODE_MSG_START)
+                    == WRITE_MODE_RAW | WRITE_MODE_MSG_START
+                {
+                    // The two-byte message length is not pipe data.
+                    off = off.and_then(|o| o.checked_add(2));
+                    len = len.and_then(|l| l.checked_sub(2));
+                }
+                let key = PipeKey::Smb1(fid);
+                self.pipe_bytes(key, Direction::ToServer, b.msg, off, len, b.cut, cx);
+            }
+            (Smb1Command::WRITE, false) => {
+                // MS-CIFS 2.2.4.12.1: FID, Count, Offset, Estimate; data block
+                // BufferFormat 0x01, DataLength, Data.
+                let Some(fid) = u16_at(b.words, 0) else {
+                    return self.smb1_short(b, "WRITE", cx);
+                };
+                let (off, len) = smb1_data_block(b);
+                let key = PipeKey::Smb1(fid);
+                self.pipe_bytes(key, Direction::ToServer, b.msg, off, len, b.cut, cx);
+            }
+            (Smb1Command::READ_ANDX | Smb1Command::READ, false) => {
+                // READ_ANDX: FID after the AndX words (MS-CIFS 2.2.4.42.1); READ: FID
+                // first (MS-CIFS 2.2.4.11.1).
+                let fid_at = if cmd == Smb1Command::READ { 0 } else { 4 };
+                if let Some(fid) = u16_at(b.words, fid_at) {
+                    if self.pipes.iter().any(|p| p.key == PipeKey::Smb1(fid)) {
+                        self.smb1_add_pending(b.mid, Smb1Op::Read(fid), cx);
+                    }
+                }
+            }
+            (Smb1Command::READ_ANDX | Smb1Command::READ, true) => {
+                let Some(Smb1Op::Read(fid)) = self.smb1_take_pending(b.mid, cmd) else {
+                    return;
+                };
+                if !b.has_data() || b.words.is_empty() {
+                    return;
+                }
+                let (off, len) = if cmd == Smb1Command::READ {
+                    smb1_data_block(b)
+                } else {
+                    // MS-CIFS 2.2.4.42.2: AndX, Available, DataCompactionMode, Reserved,
+                    // DataLength, DataOffset, DataLengthHigh (MS-SMB 2.2.4.2.2).
+                    let high = u16_at(b.words, 14).map_or(0, usize::from);
+                    let len = u16_at(b.words, 10).map(|l| high << 16 | usize::from(l));
+                    (b.data_offset(12), len)
+                };
+                let key = PipeKey::Smb1(fid);
+                self.pipe_bytes(key, Direction::ToClient, b.msg, off, len, b.cut, cx);
+            }
+            (Smb1Command::CLOSE, false) => {
+                if let Some(fid) = u16_at(b.words, 0) {
+                    self.pipes.retain(|p| p.key != PipeKey::Smb1(fid));
                 }
             }
             _ => {}
         }
+    }
+
+    /// NT_CREATE_ANDX request (MS-CIFS 2.2.4.64.1): the name is the whole data part.
+    fn smb1_create(&mut self, b: &Smb1Block, cx: &mut Ctx) {
+        let (name, _) = smb1_string(b.data, 0, b.data_at, b.unicode);
+        let ipc = self.smb1_chain_ipc.or_else(|| {
+            self.smb1_trees
+                .iter()
+                .find(|&&(t, _)| t == b.tid)
+                .map(|&(_, ipc)| ipc)
+        });
+        match ipc {
+            Some(true) => {
+                let pipe = pipe_name(&name);
+                cx.posture.fact("smb.pipe", pipe.clone());
+                let op = Smb1Op::Create {
+                    name: pipe,
+                    ipc: Some(true),
+                };
+                self.smb1_add_pending(b.mid, op, cx);
+            }
+            Some(false) => {
+                if !name.is_empty() {
+                    self.file_fact(name, cx);
+                }
+            }
+            None => self.smb1_add_pending(b.mid, Smb1Op::Create { name, ipc: None }, cx),
+        }
+    }
+
+    /// NT_CREATE_ANDX response (MS-CIFS 2.2.4.64.2; 34 words, or 42 for the MS-SMB
+    /// 2.2.4.9.2 extended form): FID at word byte 5, ResourceType at 63.
+    fn smb1_create_response(&mut self, b: &Smb1Block, cx: &mut Ctx) {
+        let Some(Smb1Op::Create { name, ipc }) =
+            self.smb1_take_pending(b.mid, Smb1Command::NT_CREATE_ANDX)
+        else {
+            return;
+        };
+        let fid = u16_at(b.words, 5).filter(|_| b.status == STATUS_SUCCESS);
+        let pipe_type = matches!(
+            u16_at(b.words, 63),
+            Some(FILE_TYPE_BYTE_MODE_PIPE | FILE_TYPE_MESSAGE_MODE_PIPE)
+        );
+        match (ipc, fid) {
+            (Some(true), Some(fid)) => self.add_pipe(PipeKey::Smb1(fid), name, cx),
+            (None, Some(fid)) if pipe_type => {
+                // A tree connected before the capture, but the server says: a pipe.
+                let pipe = pipe_name(&name);
+                cx.posture.fact("smb.pipe", pipe.clone());
+                self.add_pipe(PipeKey::Smb1(fid), pipe, cx);
+            }
+            (None, _) if !name.is_empty() => self.file_fact(name, cx),
+            _ => {}
+        }
+    }
+
+    /// TRANS request (MS-CIFS 2.2.4.33.1): TotalParameterCount, TotalDataCount, ...,
+    /// DataCount at word byte 22, DataOffset at 24, SetupCount at 26, Setup at 28. A
+    /// named-pipe subcommand's Setup[1] is the FID; a FID not seen opened is a pipe
+    /// opened before the capture.
+    fn smb1_trans(&mut self, b: &Smb1Block, cx: &mut Ctx) {
+        let setup_count = u8_at(b.words, 26).map_or(0, usize::from);
+        let (Some(sub), Some(fid)) = (u16_at(b.words, 28), u16_at(b.words, 30)) else {
+            return;
+        };
+        if setup_count < 2 {
+            return;
+        }
+        let (carries, answer) = match sub {
+            TRANS_TRANSACT_NMPIPE => (true, true),
+            TRANS_WRITE_NMPIPE => (true, false),
+            TRANS_READ_NMPIPE => (false, true),
+            _ => return,
+        };
+        let key = PipeKey::Smb1(fid);
+        if !self.pipes.iter().any(|p| p.key == key) {
+            self.add_pipe(key, format!("fid 0x{fid:04x}"), cx);
+        }
+        let total = u16_at(b.words, 2).map_or(0, usize::from);
+        let count = u16_at(b.words, 22).map(usize::from);
+        if carries {
+            let off = b.data_offset(24);
+            self.pipe_bytes(key, Direction::ToServer, b.msg, off, count, b.cut, cx);
+        }
+        let sent = count.unwrap_or(0);
+        if answer || sent < total {
+            let op = PipeTrans {
+                fid,
+                answer,
+                request_at: sent,
+                response_at: 0,
+            };
+            self.smb1_add_pending(b.mid, Smb1Op::Trans(op), cx);
+        }
+    }
+
+    /// TRANS_SECONDARY request (MS-CIFS 2.2.4.34.1): more request data of the
+    /// transaction with the same MID; DataCount at word byte 10, DataOffset at 12,
+    /// DataDisplacement at 14.
+    fn smb1_trans_secondary(&mut self, b: &Smb1Block, cx: &mut Ctx) {
+        let Some(t) = self.smb1_trans_of(b.mid) else {
+            return;
+        };
+        let key = PipeKey::Smb1(t.fid);
+        let count = u16_at(b.words, 10).map(usize::from);
+        let disp = u16_at(b.words, 14).map(usize::from);
+        if disp != Some(t.request_at) {
+            let expected = t.request_at;
+            return self.smb1_displacement(key, disp, expected, cx);
+        }
+        t.request_at += count.unwrap_or(0);
+        let off = b.data_offset(12);
+        self.pipe_bytes(key, Direction::ToServer, b.msg, off, count, b.cut, cx);
+    }
+
+    /// TRANS response (MS-CIFS 2.2.4.33.2): TotalDataCount at word byte 2, DataCount at
+    /// 12, DataOffset at 14, DataDisplacement at 16. A response without words is the
+    /// interim answer that asks for the secondary requests.
+    fn smb1_trans_response(&mut self, b: &Smb1Block, cx: &mut Ctx) {
+        let Some(i) = self
+            .smb1_pending
+            .iter()
+            .position(|(m, op)| *m == b.mid && op.same_kind(Smb1Command::TRANSACTION))
+        else {
+            return;
+        };
+        let interim = b.words.is_empty() && b.status == STATUS_SUCCESS;
+        if interim {
+            return;
+        }
+        if !b.has_data() || b.words.is_empty() {
+            self.smb1_pending.remove(i);
+            return;
+        }
+        let Some((_, Smb1Op::Trans(t))) = self.smb1_pending.get_mut(i) else {
+            return;
+        };
+        let (key, answer, expected) = (PipeKey::Smb1(t.fid), t.answer, t.response_at);
+        let total = u16_at(b.words, 2).map_or(0, usize::from);
+        let count = u16_at(b.words, 12).map(usize::from);
+        let disp = u16_at(b.words, 16).map(usize::from);
+        t.response_at += count.unwrap_or(0);
+        // The last part, or a message-mode pipe's partial answer (the client reads the
+        // rest with READ_ANDX).
+        let last = t.response_at >= total || b.status != STATUS_SUCCESS || count.is_none();
+        if last {
+            self.smb1_pending.remove(i);
+        }
+        if !answer {
+            return;
+        }
+        if disp != Some(expected) {
+            return self.smb1_displacement(key, disp, expected, cx);
+        }
+        let off = b.data_offset(14);
+        self.pipe_bytes(key, Direction::ToClient, b.msg, off, count, b.cut, cx);
+    }
+
+    /// The pipe transaction that MID `mid` is part of.
+    fn smb1_trans_of(&mut self, mid: u16) -> Option<&mut PipeTrans> {
+        self.smb1_pending.iter_mut().find_map(|(m, op)| match op {
+            Smb1Op::Trans(t) if *m == mid => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Transaction data out of order: the pipe's byte stream can no longer be followed.
+    fn smb1_displacement(
+        &mut self,
+        key: PipeKey,
+        disp: Option<usize>,
+        expected: usize,
+        cx: &mut Ctx,
+    ) {
+        let Some(pipe) = self.pipes.iter_mut().find(|p| p.key == key && !p.done) else {
+            return;
+        };
+        pipe.done = true;
+        let disp = disp.map_or_else(|| "missing".to_string(), |d| d.to_string());
+        cx.posture.anomaly(
+            cx.frame,
+            "smb1.trans-displacement",
+            format!(
+                "transaction data displacement {disp} on pipe {}, {expected} expected; pipe no longer followed",
+                pipe.name
+            ),
+        );
+    }
+
+    /// A write request whose parameter words are too few to name its FID.
+    fn smb1_short(&mut self, b: &Smb1Block, what: &str, cx: &mut Ctx) {
+        let detail = format!("{what} with {} parameter bytes has no FID", b.words.len());
+        self.out_of_range(cx, b.cut, "smb1.truncated", &detail);
     }
 
     fn smb1_negotiate_response(&mut self, b: &Smb1Block, cx: &mut Ctx) {
@@ -1106,6 +1444,37 @@ impl SmbAnalyzer {
         Some(self.pending.remove(i).1)
     }
 
+    /// An SMB1 request awaiting its response. A MID is shared by the commands of one
+    /// AndX chain, so an older entry of the same kind is replaced, not the whole MID.
+    fn smb1_add_pending(&mut self, mid: u16, op: Smb1Op, cx: &mut Ctx) {
+        let kind = std::mem::discriminant(&op);
+        self.smb1_pending
+            .retain(|(m, o)| *m != mid || std::mem::discriminant(o) != kind);
+        if self.smb1_pending.len() >= MAX_PENDING {
+            self.smb1_pending.remove(0);
+            self.report_cap(cx, "outstanding SMB1 requests");
+        }
+        self.smb1_pending.push((mid, op));
+    }
+
+    /// The pending SMB1 request that a response of `cmd` with `mid` completes.
+    fn smb1_take_pending(&mut self, mid: u16, cmd: Smb1Command) -> Option<Smb1Op> {
+        let i = self
+            .smb1_pending
+            .iter()
+            .position(|(m, op)| *m == mid && op.same_kind(cmd))?;
+        Some(self.smb1_pending.remove(i).1)
+    }
+
+    fn smb1_add_tree(&mut self, tid: u16, ipc: bool, cx: &mut Ctx) {
+        self.smb1_trees.retain(|&(t, _)| t != tid);
+        if self.smb1_trees.len() >= MAX_TREES {
+            self.smb1_trees.remove(0);
+            self.report_cap(cx, "SMB1 tree connects");
+        }
+        self.smb1_trees.push((tid, ipc));
+    }
+
     fn add_tree(&mut self, id: u32, share: String, ipc: bool, cx: &mut Ctx) {
         self.trees.retain(|t| t.id != id);
         if self.trees.len() >= MAX_TREES {
@@ -1115,14 +1484,14 @@ impl SmbAnalyzer {
         self.trees.push(Tree { id, share, ipc });
     }
 
-    fn add_pipe(&mut self, file_id: [u8; 16], name: String, cx: &mut Ctx) {
-        self.pipes.retain(|p| p.file_id != file_id);
+    fn add_pipe(&mut self, key: PipeKey, name: String, cx: &mut Ctx) {
+        self.pipes.retain(|p| p.key != key);
         if self.pipes.len() >= MAX_PIPES {
             self.report_cap(cx, "open named pipes");
             return;
         }
         self.pipes.push(Pipe {
-            file_id,
+            key,
             name,
             rpc: DceRpcAnalyzer::new(),
             done: false,
@@ -1171,6 +1540,37 @@ struct Smb1Block<'a> {
     data: &'a [u8],
     /// Offset of `data` from the SMB header (Unicode alignment is relative to it).
     data_at: usize,
+    /// The whole SMB message: DataOffset fields count from its first byte.
+    msg: &'a [u8],
+    /// The message was cut at [`MAX_SMB_MESSAGE`].
+    cut: bool,
+}
+
+impl Smb1Block<'_> {
+    /// A response status that still carries data: success, or more data to come
+    /// (STATUS_BUFFER_OVERFLOW from a message-mode pipe, in NT or DOS spelling).
+    fn has_data(&self) -> bool {
+        matches!(
+            self.status,
+            STATUS_SUCCESS | STATUS_BUFFER_OVERFLOW | SMB1_ERRDOS_MORE_DATA
+        )
+    }
+
+    /// A DataOffset read from this block's words, kept only when it points past the
+    /// block's parameter words (data never lives in the header or in the words).
+    fn data_offset(&self, word_off: usize) -> Option<usize> {
+        u16_at(self.words, word_off)
+            .map(usize::from)
+            .filter(|&o| o >= self.data_at)
+    }
+}
+
+/// The data block of SMB_COM_WRITE / SMB_COM_READ (MS-CIFS 2.2.4.11.2, 2.2.4.12.1):
+/// BufferFormat 0x01, a 16-bit length, then the bytes. Returns their offset from the
+/// SMB header and their length; no offset when the BufferFormat is wrong.
+fn smb1_data_block(b: &Smb1Block) -> (Option<usize>, Option<usize>) {
+    let off = (u8_at(b.data, 0) == Some(SMB1_DATA_BLOCK)).then_some(b.data_at + 3);
+    (off, u16_at(b.data, 1).map(usize::from))
 }
 
 fn anonymous(cx: &mut Ctx, context: &str) {
@@ -1446,6 +1846,18 @@ mod tests {
         b
     }
 
+    /// DCE/RPC bind_ack for call_id 1 whose one result is a provider rejection.
+    fn winreg_bind_ack_rejected() -> Vec<u8> {
+        let mut ack = vec![
+            0x05, 0x00, 0x0c, 0x03, 0x10, 0x00, 0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 1, 0, 0, 0,
+        ];
+        ack.extend([0xb8, 0x10, 0xb8, 0x10, 0, 0, 0, 0, 0, 0]); // sec_addr length 0
+        ack.extend([0, 0]); // pad to 4
+        ack.extend([1, 0, 0, 0, 2, 0, 1, 0]); // 1 result: provider rejection, reason 1
+        ack.extend([0u8; 20]);
+        ack
+    }
+
     fn write_msg(mid: u64, data: &[u8]) -> Vec<u8> {
         let mut w = hdr2(9, false, 0, mid, 7);
         // StructureSize 49, DataOffset 0x70, Length, Offset, FileId, Channel, Remaining,
@@ -1501,13 +1913,7 @@ mod tests {
         read.extend(FID);
         read.extend([0u8; 17]);
         chunks.push((Direction::ToServer, 15, nb(&read)));
-        let mut ack = vec![
-            0x05, 0x00, 0x0c, 0x03, 0x10, 0x00, 0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 1, 0, 0, 0,
-        ];
-        ack.extend([0xb8, 0x10, 0xb8, 0x10, 0, 0, 0, 0, 0, 0]); // sec_addr length 0
-        ack.extend([0, 0]); // pad to 4
-        ack.extend([1, 0, 0, 0, 2, 0, 1, 0]); // 1 result: provider rejection, reason 1
-        ack.extend([0u8; 20]);
+        let ack = winreg_bind_ack_rejected();
         let mut read_resp = hdr2(8, true, 0, 7, 7);
         read_resp.extend([17, 0, 0x50, 0]); // StructureSize, DataOffset 0x50, Reserved
         read_resp.extend((ack.len() as u32).to_le_bytes());
@@ -1827,5 +2233,425 @@ mod tests {
         m.extend([0x49u8; 70]); // not an SMB2 header
         let (p, _) = run(&[(Direction::ToServer, 3, &nb(&m))]);
         assert_eq!(kinds(&p), vec!["smb2.compound-not-smb2"]);
+    }
+
+    // ---- SMB1 named pipes ----
+
+    /// Flags2 of the synthetic SMB1 messages: long names, NT status, and Unicode or not.
+    fn flags2(unicode: bool) -> u16 {
+        if unicode {
+            0xc001
+        } else {
+            0x4001
+        }
+    }
+
+    /// Appends one SMB1 command block (WordCount, words, ByteCount, data) to `m` and
+    /// returns where its words start.
+    fn push_block(m: &mut Vec<u8>, words: &[u8], data: &[u8]) -> usize {
+        m.push((words.len() / 2) as u8);
+        let at = m.len();
+        m.extend_from_slice(words);
+        m.extend((data.len() as u16).to_le_bytes());
+        m.extend_from_slice(data);
+        at
+    }
+
+    /// Where the data of a block with `words` parameter bytes appended to `m` will start.
+    fn next_data_at(m: &[u8], words: usize) -> usize {
+        m.len() + 1 + words + 2
+    }
+
+    /// Points the AndX words at `words_at` to a `cmd` block about to be appended to `m`.
+    fn link(m: &mut [u8], words_at: usize, cmd: u8) {
+        let next = m.len() as u16;
+        m[words_at] = cmd;
+        m[words_at + 2..words_at + 4].copy_from_slice(&next.to_le_bytes());
+    }
+
+    /// An SMB string starting at header offset `at`: Unicode ones get their pad byte.
+    fn smb1_str(text: &str, unicode: bool, at: usize) -> Vec<u8> {
+        if unicode {
+            let mut v = if at % 2 == 1 { vec![0] } else { Vec::new() };
+            v.extend(utf16le(text));
+            v.extend([0, 0]);
+            v
+        } else {
+            let mut v = text.as_bytes().to_vec();
+            v.push(0);
+            v
+        }
+    }
+
+    /// TREE_CONNECT_ANDX request block: 4 words, a 1-byte password, the path, "?????".
+    fn push_tree_connect(m: &mut Vec<u8>, path: &str, unicode: bool) -> usize {
+        let words = [0xff, 0, 0, 0, 0, 0, 1, 0]; // AndX, Flags, PasswordLength 1
+        let at = next_data_at(m, words.len());
+        let mut data = vec![0];
+        data.extend(smb1_str(path, unicode, at + 1));
+        data.extend(b"?????\0");
+        push_block(m, &words, &data)
+    }
+
+    /// NT_CREATE_ANDX request block (24 words) opening `name`.
+    fn push_create(m: &mut Vec<u8>, name: &str, unicode: bool) -> usize {
+        let mut words = vec![0xff, 0, 0, 0, 0]; // AndX, Reserved
+        let name_len = if unicode { 2 * name.len() } else { name.len() };
+        words.extend((name_len as u16).to_le_bytes()); // NameLength
+        words.extend([0u8; 41]); // Flags .. SecurityFlags
+        let at = next_data_at(m, words.len());
+        let data = smb1_str(name, unicode, at);
+        push_block(m, &words, &data)
+    }
+
+    /// NT_CREATE_ANDX response block (34 words): FID and ResourceType.
+    fn push_create_resp(m: &mut Vec<u8>, fid: u16, resource_type: u16) -> usize {
+        let mut words = vec![0xff, 0, 0, 0, 0]; // AndX, OplockLevel
+        words.extend(fid.to_le_bytes());
+        words.extend([0u8; 56]); // CreateDisposition .. EndOfFile
+        words.extend(resource_type.to_le_bytes());
+        words.extend([0xff, 0x05, 0]); // NMPipeStatus, Directory
+        push_block(m, &words, &[])
+    }
+
+    /// TRANS request with a named-pipe subcommand on `fid`, carrying `data` (with
+    /// `total` as TotalDataCount) after the name "\PIPE\".
+    fn trans_req(mid: u16, sub: u16, fid: u16, data: &[u8], total: usize) -> Vec<u8> {
+        let mut m = hdr1(0x25, false, flags2(true), 5, mid);
+        let name = smb1_str("\\PIPE\\", true, next_data_at(&m, 32));
+        let data_off = next_data_at(&m, 32) + name.len();
+        let mut words = Vec::new();
+        words.extend(0u16.to_le_bytes()); // TotalParameterCount
+        words.extend((total as u16).to_le_bytes()); // TotalDataCount
+        words.extend(0u16.to_le_bytes()); // MaxParameterCount
+        words.extend(1024u16.to_le_bytes()); // MaxDataCount
+        words.extend([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // MaxSetupCount .. Reserved2
+        words.extend(0u16.to_le_bytes()); // ParameterCount
+        words.extend((data_off as u16).to_le_bytes()); // ParameterOffset
+        words.extend((data.len() as u16).to_le_bytes()); // DataCount
+        words.extend((data_off as u16).to_le_bytes()); // DataOffset
+        words.extend([2, 0]); // SetupCount, Reserved3
+        words.extend(sub.to_le_bytes());
+        words.extend(fid.to_le_bytes());
+        let mut bytes = name;
+        bytes.extend_from_slice(data);
+        push_block(&mut m, &words, &bytes);
+        m
+    }
+
+    /// TRANS response carrying `data` at displacement 0.
+    fn trans_resp(mid: u16, data: &[u8]) -> Vec<u8> {
+        let mut m = hdr1(0x25, true, flags2(true), 5, mid);
+        let data_off = next_data_at(&m, 20) + 1; // one pad byte
+        let mut words = Vec::new();
+        words.extend(0u16.to_le_bytes()); // TotalParameterCount
+        words.extend((data.len() as u16).to_le_bytes()); // TotalDataCount
+        words.extend([0u8; 4]); // Reserved1, ParameterCount
+        words.extend((data_off as u16).to_le_bytes()); // ParameterOffset
+        words.extend(0u16.to_le_bytes()); // ParameterDisplacement
+        words.extend((data.len() as u16).to_le_bytes()); // DataCount
+        words.extend((data_off as u16).to_le_bytes()); // DataOffset
+        words.extend([0, 0, 0, 0]); // DataDisplacement, SetupCount, Reserved2
+        let mut bytes = vec![0];
+        bytes.extend_from_slice(data);
+        push_block(&mut m, &words, &bytes);
+        m
+    }
+
+    /// Tree 5 = IPC$ and FID 0x4001 = winreg, opened by one AndX chain (OEM strings):
+    /// TREE_CONNECT_ANDX + NT_CREATE_ANDX, and the response chain.
+    fn smb1_open_winreg_chained() -> (Vec<u8>, Vec<u8>) {
+        let mut req = hdr1(0x75, false, flags2(false), 0, 9);
+        let tc = push_tree_connect(&mut req, "\\\\SRV\\IPC$", false);
+        link(&mut req, tc, 0xa2);
+        push_create(&mut req, "\\winreg", false);
+        let mut resp = hdr1(0x75, true, flags2(false), 5, 9);
+        let tc = push_block(&mut resp, &[0xff, 0, 0, 0, 1, 0], b"IPC\0");
+        link(&mut resp, tc, 0xa2);
+        push_create_resp(&mut resp, 0x4001, FILE_TYPE_MESSAGE_MODE_PIPE);
+        (req, resp)
+    }
+
+    fn owned(chunks: &[(Direction, u64, Vec<u8>)]) -> (Posture, Next) {
+        let refs: Vec<(Direction, u64, &[u8])> = chunks
+            .iter()
+            .map(|(d, f, b)| (*d, *f, b.as_slice()))
+            .collect();
+        run(&refs)
+    }
+
+    #[test]
+    fn smb1_trans_pipe_rpc_from_smb_raw_ntlm_in_smb() {
+        // smb_raw_ntlm_in_smb.pcap tcp/2, where the bug was found. Frame 25:
+        // TREE_CONNECT_ANDX \\192.168.56.101\IPC$ (Unicode, MID 3).
+        let tc = from_hex(
+            "0000005eff534d4275000000000801c8000000000000000000000000ffff01000008030004ff00\
+             0000080001003300005c005c003100390032002e003100360038002e00350036002e0031003000\
+             31005c00490050004300240000003f3f3f3f3f00",
+        );
+        // Frame 26: its response, TID 0x0800, Service "IPC".
+        let tc_resp = from_hex(
+            "00000038ff534d4275000000008801c8000000000000000000000000000801000008030007ff00\
+             38000100ff010000ff010000070049504300000000",
+        );
+        // Frame 28: NT_CREATE_ANDX \srvsvc (MID 4).
+        let create = from_hex(
+            "00000064ff534d42a2000000000801c8000000000000000000000000000801000008040018ff00\
+             00000010001000000000000000000000c000000000000000008000000003000000010000000000\
+             000002000000001100005c007300720076007300760063000000",
+        );
+        // Frame 29: the 42-word extended response, FID 0x4000, ResourceType 2 (message-mode
+        // pipe).
+        let create_resp = from_hex(
+            "00000087ff534d42a2000000008801c800000000000000000000000000080100000804002aff00\
+             870000004001000000000000000000000000000000000000000000000000000000000000000000\
+             000080000000001000000000000000000000000000000200ff0500000000000000000000000000\
+             0000000000000000000000009b0112009b0112000000",
+        );
+        // Frame 31: TRANS, Setup TransactNmPipe (0x0026) on FID 0x4000, name \PIPE\,
+        // DataOffset 84, DataCount 72: the srvsvc bind.
+        let trans = from_hex(
+            "0000009cff534d4225000000000801c80000000000000000000000000008010000080500100000\
+             4800000000100000000000000000000000005400480054000200260000405900005c0050004900\
+             500045005c000000000005000b0310000000480000000300000000100010000000000100000000\
+             000100c84f324b7016d30112785a47bf6ee18803000000045d888aeb1cc9119fe808002b104860\
+             02000000",
+        );
+        // Frame 32: TRANS response, DataOffset 56, DataCount 68: the bind_ack.
+        let trans_resp = from_hex(
+            "0000007cff534d4225000000008801c800000000000000000000000000080100000805000a0000\
+             44000000000038000000440038000000000045004805000c031000000044000000030000000010\
+             00106c1300000d005c504950455c73727673766300000100000000000000045d888aeb1cc9119f\
+             e808002b10486002000000",
+        );
+        let (p, next) = run(&[
+            (Direction::ToServer, 25, &tc),
+            (Direction::ToClient, 26, &tc_resp),
+            (Direction::ToServer, 28, &create),
+            (Direction::ToClient, 29, &create_resp),
+            (Direction::ToServer, 31, &trans),
+            (Direction::ToClient, 32, &trans_resp),
+        ]);
+        assert_eq!(next, Next::Continue);
+        assert!(p.has_fact("smb.share", "IPC$"));
+        assert!(p.has_fact("smb.pipe", "srvsvc"));
+        assert!(p.has_fact("dcerpc.ptype", "bind"));
+        assert!(p.has_fact("dcerpc.ptype", "bind_ack"));
+        assert!(p.has_fact("dcerpc.interface", "srvsvc"), "{:?}", p.facts);
+        assert!(p.has_fact("dcerpc.accepted", "srvsvc"), "{:?}", p.facts);
+        assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
+    }
+
+    #[test]
+    fn smb1_andx_chain_opens_a_pipe_for_write_andx_and_read_andx() {
+        let (open, open_resp) = smb1_open_winreg_chained();
+        // WRITE_ANDX (MID 10) on FID 0x4001, raw-mode message start: two length bytes,
+        // then the bind.
+        let bind = winreg_bind();
+        let mut write = hdr1(0x2f, false, flags2(false), 5, 10);
+        let data_off = next_data_at(&write, 28) + 1; // one pad byte
+        let mut words = vec![0xff, 0, 0, 0];
+        words.extend(0x4001u16.to_le_bytes()); // FID
+        words.extend([0u8; 8]); // Offset, Timeout
+        words.extend((WRITE_MODE_RAW | WRITE_MODE_MSG_START).to_le_bytes());
+        words.extend((bind.len() as u16).to_le_bytes()); // Remaining
+        words.extend(0u16.to_le_bytes()); // DataLengthHigh
+        words.extend((bind.len() as u16 + 2).to_le_bytes()); // DataLength
+        words.extend((data_off as u16).to_le_bytes()); // DataOffset
+        words.extend([0u8; 4]); // OffsetHigh
+        let mut data = vec![0];
+        data.extend((bind.len() as u16).to_le_bytes());
+        data.extend(&bind);
+        push_block(&mut write, &words, &data);
+        // READ_ANDX (MID 11) and its response carrying the bind_ack.
+        let mut read = hdr1(0x2e, false, flags2(false), 5, 11);
+        let mut words = vec![0xff, 0, 0, 0];
+        words.extend(0x4001u16.to_le_bytes());
+        words.extend([0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        push_block(&mut read, &words, &[]);
+        let ack = winreg_bind_ack_rejected();
+        let mut read_resp = hdr1(0x2e, true, flags2(false), 5, 11);
+        let data_off = next_data_at(&read_resp, 24) + 1;
+        let mut words = vec![0xff, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+        words.extend((ack.len() as u16).to_le_bytes()); // DataLength
+        words.extend((data_off as u16).to_le_bytes()); // DataOffset
+        words.extend([0u8; 10]); // DataLengthHigh, Reserved
+        let mut data = vec![0];
+        data.extend(&ack);
+        push_block(&mut read_resp, &words, &data);
+        let (p, _) = owned(&[
+            (Direction::ToServer, 1, nb(&open)),
+            (Direction::ToClient, 2, nb(&open_resp)),
+            (Direction::ToServer, 3, nb(&write)),
+            (Direction::ToServer, 4, nb(&read)),
+            (Direction::ToClient, 5, nb(&read_resp)),
+        ]);
+        assert!(p.has_fact("smb.share", "IPC$"));
+        assert!(p.has_fact("smb.pipe", "winreg"));
+        assert!(p.has_fact("dcerpc.interface", "winreg"), "{:?}", p.facts);
+        assert!(p.has_fact("dcerpc.ptype", "bind_ack"));
+        assert!(p.has_fact("dcerpc.rejected", "winreg"), "{:?}", p.facts);
+        assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
+    }
+
+    #[test]
+    fn smb1_core_write_and_read_carry_pipe_data() {
+        let (open, open_resp) = smb1_open_winreg_chained();
+        // WRITE (0x0B): FID, Count, Offset, Estimate; data block 0x01, length, bytes.
+        let bind = winreg_bind();
+        let mut write = hdr1(0x0b, false, flags2(false), 5, 12);
+        let mut words = 0x4001u16.to_le_bytes().to_vec();
+        words.extend((bind.len() as u16).to_le_bytes());
+        words.extend([0u8; 6]);
+        let mut data = vec![SMB1_DATA_BLOCK];
+        data.extend((bind.len() as u16).to_le_bytes());
+        data.extend(&bind);
+        push_block(&mut write, &words, &data);
+        // READ (0x0A) and its response: Count, 8 reserved bytes; data block.
+        let mut read = hdr1(0x0a, false, flags2(false), 5, 13);
+        push_block(&mut read, &[0x01, 0x40, 0, 4, 0, 0, 0, 0, 0, 0], &[]);
+        let ack = winreg_bind_ack_rejected();
+        let mut read_resp = hdr1(0x0a, true, flags2(false), 5, 13);
+        let mut words = (ack.len() as u16).to_le_bytes().to_vec();
+        words.extend([0u8; 8]);
+        let mut data = vec![SMB1_DATA_BLOCK];
+        data.extend((ack.len() as u16).to_le_bytes());
+        data.extend(&ack);
+        push_block(&mut read_resp, &words, &data);
+        // CLOSE: later data on the FID is not followed.
+        let mut close = hdr1(0x04, false, flags2(false), 5, 14);
+        push_block(&mut close, &[0x01, 0x40, 0, 0, 0, 0], &[]);
+        let (p, _) = owned(&[
+            (Direction::ToServer, 1, nb(&open)),
+            (Direction::ToClient, 2, nb(&open_resp)),
+            (Direction::ToServer, 3, nb(&write)),
+            (Direction::ToServer, 4, nb(&read)),
+            (Direction::ToClient, 5, nb(&read_resp)),
+            (Direction::ToServer, 6, nb(&close)),
+            (Direction::ToServer, 7, nb(&write)),
+        ]);
+        assert!(p.has_fact("dcerpc.interface", "winreg"), "{:?}", p.facts);
+        assert!(p.has_fact("dcerpc.rejected", "winreg"), "{:?}", p.facts);
+        assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
+    }
+
+    #[test]
+    fn smb1_lying_data_offset_is_an_anomaly() {
+        let (open, open_resp) = smb1_open_winreg_chained();
+        // TransactNmPipe whose DataOffset points 200 bytes past the message end.
+        let mut past = trans_req(20, TRANS_TRANSACT_NMPIPE, 0x4001, &winreg_bind(), 72);
+        let off_at = SMB1_HEADER_LEN + 1 + 24;
+        let len = past.len() as u16;
+        past[off_at..off_at + 2].copy_from_slice(&(len + 200).to_le_bytes());
+        // The same with a DataOffset inside the SMB header.
+        let mut inside = trans_req(21, TRANS_TRANSACT_NMPIPE, 0x4001, &winreg_bind(), 72);
+        inside[off_at..off_at + 2].copy_from_slice(&4u16.to_le_bytes());
+        let answer = trans_resp(21, &winreg_bind_ack_rejected());
+        for bad in [past, inside] {
+            let (p, next) = owned(&[
+                (Direction::ToServer, 1, nb(&open)),
+                (Direction::ToClient, 2, nb(&open_resp)),
+                (Direction::ToServer, 3, nb(&bad)),
+                (Direction::ToClient, 4, nb(&answer)),
+            ]);
+            assert_eq!(next, Next::Continue);
+            assert_eq!(kinds(&p), vec!["smb1.offset-out-of-range"]);
+            assert_eq!(p.anomalies[0].frame, 3);
+            assert!(!p.facts.contains_key("dcerpc.ptype"), "{:?}", p.facts);
+        }
+    }
+
+    #[test]
+    fn smb1_pipes_opened_before_the_capture_are_followed() {
+        // dce-rpc_mapi.pcap tcp/18 and smb_dssetup_*.pcap tcp/0: no TREE_CONNECT in the
+        // capture. An NT_CREATE_ANDX whose response says "message-mode pipe" is a pipe;
+        // one whose response says "disk file" is a file.
+        let mut create = hdr1(0xa2, false, flags2(true), 0x0800, 30);
+        push_create(&mut create, "\\lsarpc", true);
+        let mut create_resp = hdr1(0xa2, true, flags2(true), 0x0800, 30);
+        push_create_resp(&mut create_resp, 0x400b, FILE_TYPE_MESSAGE_MODE_PIPE);
+        let mut file = hdr1(0xa2, false, flags2(true), 0x0800, 31);
+        push_create(&mut file, "\\notes.txt", true);
+        let mut file_resp = hdr1(0xa2, true, flags2(true), 0x0800, 31);
+        push_create_resp(&mut file_resp, 0x400c, 0);
+        let bind = winreg_bind();
+        let trans = trans_req(32, TRANS_TRANSACT_NMPIPE, 0x400b, &bind, 72);
+        let (p, _) = owned(&[
+            (Direction::ToServer, 1, nb(&create)),
+            (Direction::ToClient, 2, nb(&create_resp)),
+            (Direction::ToServer, 3, nb(&file)),
+            (Direction::ToClient, 4, nb(&file_resp)),
+            (Direction::ToServer, 5, nb(&trans)),
+        ]);
+        assert!(p.has_fact("smb.pipe", "lsarpc"), "{:?}", p.facts);
+        assert!(p.has_fact("smb.file", "\\notes.txt"), "{:?}", p.facts);
+        assert!(!p.has_fact("smb.file", "\\lsarpc"));
+        assert!(p.has_fact("dcerpc.interface", "winreg"), "{:?}", p.facts);
+        // A TransactNmPipe on a FID never seen opened: the subcommand says it is a pipe.
+        let trans = trans_req(40, TRANS_TRANSACT_NMPIPE, 0xc00f, &bind, 72);
+        let answer = trans_resp(40, &winreg_bind_ack_rejected());
+        let (p, _) = owned(&[
+            (Direction::ToServer, 1, nb(&trans)),
+            (Direction::ToClient, 2, nb(&answer)),
+        ]);
+        assert!(p.has_fact("dcerpc.interface", "winreg"), "{:?}", p.facts);
+        assert!(p.has_fact("dcerpc.rejected", "winreg"), "{:?}", p.facts);
+        assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
+    }
+
+    #[test]
+    fn smb1_trans_secondary_continues_the_request() {
+        let (open, open_resp) = smb1_open_winreg_chained();
+        let bind = winreg_bind();
+        let (first, rest) = bind.split_at(30);
+        let primary = trans_req(50, TRANS_TRANSACT_NMPIPE, 0x4001, first, bind.len());
+        // TRANS_SECONDARY (8 words): totals, parameter count / offset / displacement,
+        // DataCount, DataOffset, DataDisplacement.
+        let secondary = |disp: u16| {
+            let mut m = hdr1(0x26, false, flags2(false), 5, 50);
+            let data_off = next_data_at(&m, 16);
+            let mut words = vec![0, 0];
+            words.extend((bind.len() as u16).to_le_bytes());
+            words.extend([0u8; 6]);
+            words.extend((rest.len() as u16).to_le_bytes());
+            words.extend((data_off as u16).to_le_bytes());
+            words.extend(disp.to_le_bytes());
+            push_block(&mut m, &words, rest);
+            m
+        };
+        let (p, _) = owned(&[
+            (Direction::ToServer, 1, nb(&open)),
+            (Direction::ToClient, 2, nb(&open_resp)),
+            (Direction::ToServer, 3, nb(&primary)),
+            (Direction::ToServer, 4, nb(&secondary(30))),
+        ]);
+        assert!(p.has_fact("dcerpc.interface", "winreg"), "{:?}", p.facts);
+        assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
+        // A secondary that skips bytes leaves the pipe.
+        let (p, _) = owned(&[
+            (Direction::ToServer, 1, nb(&open)),
+            (Direction::ToClient, 2, nb(&open_resp)),
+            (Direction::ToServer, 3, nb(&primary)),
+            (Direction::ToServer, 4, nb(&secondary(40))),
+        ]);
+        assert_eq!(kinds(&p), vec!["smb1.trans-displacement"]);
+        assert!(!p.facts.contains_key("dcerpc.interface"));
+    }
+
+    #[test]
+    fn smb1_pipe_messages_with_flipped_bytes_never_panic() {
+        let (open, open_resp) = smb1_open_winreg_chained();
+        let bind = winreg_bind();
+        let mut stream = nb(&open);
+        stream.extend(nb(&open_resp));
+        stream.extend(nb(&trans_req(20, 0x26, 0x4001, &bind, 72)));
+        stream.extend(nb(&trans_resp(20, &winreg_bind_ack_rejected())));
+        for i in 0..stream.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut s = stream.clone();
+                s[i] ^= flip;
+                let _ = run(&[(Direction::ToServer, 1, &s), (Direction::ToClient, 2, &s)]);
+            }
+        }
     }
 }
