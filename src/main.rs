@@ -107,6 +107,10 @@ struct AuditArgs {
     /// Exit 1 when a finding at or above this severity remains.
     #[arg(long, value_parser = ["critical", "high", "medium", "low", "info"])]
     fail_on: Option<String>,
+    /// A previous `audit --format json` report: findings it already lists (same
+    /// fingerprint) are not reported again.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Worker threads (default: every core). Output is identical for any value.
     #[arg(long, short = 'j')]
     threads: Option<usize>,
@@ -138,7 +142,18 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         threads,
         ..Default::default()
     };
-    let a = audit::run(&sources, &cfg, &catalog, stated);
+    let known = match &args.baseline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read baseline: {e}", p.display()))?;
+            Some(audit::baseline_fingerprints(&text).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut a = audit::run(&sources, &cfg, &catalog, stated);
+    if let Some(known) = &known {
+        a.apply_baseline(known);
+    }
     let mut code = ExitCode::SUCCESS;
     for r in &a.files {
         if let Some(e) = &r.error {

@@ -141,3 +141,55 @@ fn stated_roles_win_and_threads_do_not_change_the_report() {
     let lines = String::from_utf8_lossy(&jsonl.stdout).lines().count();
     assert_eq!(lines, doc["findings"].as_array().unwrap().len());
 }
+
+#[test]
+fn baseline_suppresses_known_findings_even_after_recapture() {
+    let dir = std::env::temp_dir().join(format!("dpaudit-baseline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("baseline.json");
+    let first = dpaudit(&["audit", "--format", "json", FIXTURE]);
+    std::fs::write(&base, &first.stdout).unwrap();
+    let n = serde_json::from_slice::<Value>(&first.stdout).unwrap()["findings"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(n > 0);
+    // the same traffic captured again: other seed, so other ports, sequence numbers
+    // and frame timings; the findings must still be recognised
+    let again = dir.join("recaptured.pcapng");
+    let gen = dpaudit(&[
+        "gen",
+        "-o",
+        again.to_str().unwrap(),
+        "--seed",
+        "99",
+        "--pcapng",
+    ]);
+    assert!(gen.status.success());
+    let b = base.to_str().unwrap();
+    let out = dpaudit(&[
+        "audit",
+        "--format",
+        "json",
+        "--baseline",
+        b,
+        "--fail-on",
+        "info",
+        again.to_str().unwrap(),
+    ]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["findings"].as_array().unwrap().len(),
+        0,
+        "{}",
+        doc["findings"]
+    );
+    assert_eq!(doc["suppressed_by_baseline"], n);
+    assert_eq!(out.status.code(), Some(0), "nothing new: --fail-on passes");
+    // a baseline that is not a report is an error
+    let junk = dir.join("junk.json");
+    std::fs::write(&junk, "{}").unwrap();
+    let bad = dpaudit(&["audit", "--baseline", junk.to_str().unwrap(), FIXTURE]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("junk.json"));
+}

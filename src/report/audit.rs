@@ -38,6 +38,8 @@ pub struct Audit {
     pub flows: Vec<Audited>,
     pub findings: Vec<Located>,
     pub roles: RoleMap,
+    /// Findings dropped because a baseline already knew their fingerprint.
+    pub suppressed: usize,
 }
 
 /// Read every capture, infer roles over all of them, classify and judge each flow.
@@ -84,6 +86,32 @@ pub fn run(
         flows,
         findings,
         roles,
+        suppressed: 0,
+    }
+}
+
+/// The fingerprints of a previous JSON audit report (`findings[].fingerprint`).
+pub fn baseline_fingerprints(report: &str) -> Result<BTreeSet<String>, String> {
+    let doc: Value = serde_json::from_str(report).map_err(|e| format!("not a JSON report: {e}"))?;
+    let findings = doc
+        .get("findings")
+        .and_then(Value::as_array)
+        .ok_or("no `findings` array: not a dpaudit audit JSON report")?;
+    Ok(findings
+        .iter()
+        .filter_map(|f| f.get("fingerprint").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect())
+}
+
+impl Audit {
+    /// Drop the findings a baseline already knows (matched on fingerprints, which do
+    /// not depend on frame numbers, times or client ports).
+    pub fn apply_baseline(&mut self, known: &BTreeSet<String>) {
+        let before = self.findings.len();
+        self.findings
+            .retain(|l| !known.contains(&l.finding.fingerprint));
+        self.suppressed += before - self.findings.len();
     }
 }
 
@@ -159,6 +187,7 @@ pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()>
         "files": a.files.iter().map(super::flows::file_json).collect::<Vec<_>>(),
         "flows": flows,
         "findings": findings,
+        "suppressed_by_baseline": a.suppressed,
         "roles": roles_json(a),
     });
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
@@ -241,7 +270,16 @@ pub fn write_table(out: &mut dyn Write, a: &Audit, catalog: &Catalog) -> io::Res
         )?;
     }
     writeln!(out)?;
-    writeln!(out, "FINDINGS ({})", a.findings.len())?;
+    if a.suppressed > 0 {
+        writeln!(
+            out,
+            "FINDINGS ({}, {} more known to the baseline)",
+            a.findings.len(),
+            a.suppressed
+        )?;
+    } else {
+        writeln!(out, "FINDINGS ({})", a.findings.len())?;
+    }
     for l in &a.findings {
         let f = &l.finding;
         let frames: Vec<String> = f.frames.iter().take(4).map(u64::to_string).collect();
