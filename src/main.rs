@@ -97,7 +97,7 @@ struct AuditArgs {
     #[arg(required = true)]
     captures: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
-    format: OutFormat,
+    format: AuditFormat,
     /// Which hosts hold which Exchange roles (TOML); without it roles are inferred.
     #[arg(long)]
     roles: Option<PathBuf>,
@@ -173,9 +173,10 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
-        OutFormat::Json => audit::write_json(&mut out, &a, &opts)?,
-        OutFormat::Jsonl => audit::write_jsonl(&mut out, &a)?,
-        OutFormat::Table => audit::write_table(&mut out, &a, &catalog)?,
+        AuditFormat::Json => audit::write_json(&mut out, &a, &opts)?,
+        AuditFormat::Jsonl => audit::write_jsonl(&mut out, &a)?,
+        AuditFormat::Sarif => audit::write_sarif(&mut out, &a)?,
+        AuditFormat::Table => audit::write_table(&mut out, &a, &catalog)?,
     }
     out.flush()?;
     if a.flows.is_empty() {
@@ -192,6 +193,14 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     Ok(code)
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditFormat {
+    Table,
+    Json,
+    Jsonl,
+    Sarif,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -193,3 +193,60 @@ fn baseline_suppresses_known_findings_even_after_recapture() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("junk.json"));
 }
+
+/// SARIF 2.1.0 as GitHub code scanning reads it: the required members, a rule for every
+/// result's ruleId, a location with a region, security-severity on rules and results.
+#[test]
+fn sarif_has_what_code_scanning_requires() {
+    let out = dpaudit(&["audit", "--format", "sarif", FIXTURE]);
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["version"], "2.1.0");
+    assert!(doc["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
+    let run = &doc["runs"][0];
+    let driver = &run["tool"]["driver"];
+    assert_eq!(driver["name"], "dpaudit");
+    let rules = driver["rules"].as_array().unwrap();
+    let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for id in [
+        "cleartext-credential",
+        "unencrypted-path",
+        "unsupported-auth",
+        "weak-auth",
+        "weak-tls",
+        "starttls-not-used",
+        "encryption-available-unused",
+        "non-default-auth",
+        "undocumented-port",
+        "unknown-visibility",
+    ] {
+        assert!(ids.contains(&id), "rule {id} missing");
+    }
+    for r in rules {
+        assert!(r["shortDescription"]["text"].is_string());
+        let sev: f64 = r["properties"]["security-severity"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.0..=10.0).contains(&sev));
+    }
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 42);
+    for res in results {
+        let rule = res["ruleId"].as_str().unwrap();
+        let idx = res["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(ids[idx], rule);
+        assert!(["error", "warning", "note"].contains(&res["level"].as_str().unwrap()));
+        assert!(!res["message"]["text"].as_str().unwrap().is_empty());
+        let loc = &res["locations"][0]["physicalLocation"];
+        assert_eq!(loc["artifactLocation"]["uri"], FIXTURE);
+        assert!(loc["region"]["startLine"].as_u64().unwrap() >= 1);
+        assert!(res["partialFingerprints"]["dpaudit/v1"].is_string());
+        assert!(res["properties"]["filter"]
+            .as_str()
+            .unwrap()
+            .contains("stream eq"));
+    }
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Summer2026!"));
+}

@@ -190,7 +190,7 @@ pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()>
         "suppressed_by_baseline": a.suppressed,
         "roles": roles_json(a),
     });
-    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(super::json_io)?;
     writeln!(out)
 }
 
@@ -205,7 +205,7 @@ pub fn write_jsonl(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
                 finding: &l.finding,
             },
         )
-        .map_err(io::Error::other)?;
+        .map_err(super::json_io)?;
         writeln!(out)?;
     }
     Ok(())
@@ -341,4 +341,99 @@ pub fn write_table(out: &mut dyn Write, a: &Audit, catalog: &Catalog) -> io::Res
         a.flows.len()
     )?;
     Ok(())
+}
+
+/// SARIF level for a severity: error (critical, high), warning (medium), note (low, info).
+fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "note",
+    }
+}
+
+/// The audit as SARIF 2.1.0: one run, one rule per finding id, one result per finding.
+/// A capture has no lines: each result's region is the first evidence frame, given as
+/// `startLine` (frame numbers are 1-based like lines), with every frame, the stream and
+/// the Wireshark filter in the result's properties.
+pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
+    use crate::findings::RULES;
+    let rules: Vec<Value> = RULES
+        .iter()
+        .map(|r| {
+            let top = r.severities.first().copied().unwrap_or(Severity::Info);
+            json!({
+                "id": r.id,
+                "name": r.id.split('-').map(|w| {
+                    let mut c = w.chars();
+                    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+                }).collect::<String>(),
+                "shortDescription": { "text": r.title },
+                "fullDescription": { "text": r.help },
+                "help": { "text": r.help },
+                "defaultConfiguration": { "level": sarif_level(top) },
+                "properties": {
+                    "security-severity": top.security_severity(),
+                    "tags": ["security", "exchange-2007"],
+                },
+            })
+        })
+        .collect();
+    let results: Vec<Value> = a
+        .findings
+        .iter()
+        .map(|l| {
+            let f = &l.finding;
+            let uri = a.files.get(l.file).map_or("", |r| r.path.as_str());
+            let rule_index = RULES.iter().position(|r| r.id == f.rule);
+            let line = f.frames.first().copied().unwrap_or(1).max(1);
+            json!({
+                "ruleId": f.rule,
+                "ruleIndex": rule_index,
+                "level": sarif_level(f.severity),
+                "message": { "text": f.message },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": uri },
+                        "region": { "startLine": line },
+                    },
+                    "message": { "text": format!("{} (frame {line})", f.filter) },
+                }],
+                "partialFingerprints": { "dpaudit/v1": f.fingerprint },
+                "properties": {
+                    "security-severity": f.severity.security_severity(),
+                    "severity": f.severity.as_str(),
+                    "data_path": f.data_path,
+                    "stream": f.stream,
+                    "frames": f.frames,
+                    "filter": f.filter,
+                    "client": f.client,
+                    "server": f.server,
+                    "user": f.user,
+                    "expected": f.expected,
+                    "observed": f.observed,
+                },
+            })
+        })
+        .collect();
+    let doc = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "dpaudit",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/dpaudit/dpaudit",
+                "rules": rules,
+            }},
+            "artifacts": a.files.iter().map(|r| json!({
+                "location": { "uri": r.path },
+                "mimeType": "application/vnd.tcpdump.pcap",
+            })).collect::<Vec<_>>(),
+            "results": results,
+            "columnKind": "unicodeCodePoints",
+        }],
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(super::json_io)?;
+    writeln!(out)
 }

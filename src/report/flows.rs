@@ -407,7 +407,7 @@ impl<W: Write + Send> FlowWriter<W> {
                 };
                 self.put(close.as_bytes());
                 let mut text = serde_json::to_string_pretty(&json!({ "files": files }))
-                    .map_err(io::Error::other)?;
+                    .map_err(super::json_io)?;
                 // splice `"files": [...]` into the open document
                 text.remove(0);
                 self.put(b" ");
@@ -554,7 +554,7 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
         line.clear();
         match serde_json::to_writer(&mut line, &FlowView::new(&path, &f, &self.opts)) {
             Ok(()) => self.entry(&line),
-            Err(e) => self.error = Some(io::Error::other(e)),
+            Err(e) => self.error = Some(super::json_io(e)),
         }
         self.line = line;
     }
