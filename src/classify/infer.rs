@@ -271,24 +271,7 @@ fn is_private(ip: IpAddr) -> bool {
 
 /// Wireshark display filter of a flow (the same text as the flows report).
 pub(crate) fn flow_filter(f: &Flow) -> String {
-    match (f.transport, f.stream) {
-        (Transport::Tcp, Some(s)) => format!("tcp.stream eq {s}"),
-        (Transport::Udp, Some(s)) => format!("udp.stream eq {s}"),
-        (t, _) => {
-            let fam = if f.client.is_ipv4() { "ip" } else { "ipv6" };
-            let proto = match t {
-                Transport::Esp => "esp".to_string(),
-                Transport::Ip(p) => format!("{fam}.proto == {p}"),
-                Transport::Tcp => "tcp".to_string(),
-                Transport::Udp => "udp".to_string(),
-            };
-            format!(
-                "{proto} && {fam}.addr == {} && {fam}.addr == {}",
-                f.client.ip(),
-                f.server.ip()
-            )
-        }
-    }
+    f.display_filter()
 }
 
 /// The RPC interface names a flow's binds mention (bind, bind_ack, endpoint mapper label).
@@ -966,8 +949,7 @@ client = ["10.2.0.0/16", "2001:db8:2::/48"]
 mod tests {
     use super::*;
     use crate::capture::Source as CaptureSource;
-    use crate::flow::{ClientFrom, EndReason};
-    use crate::model::{AuthEvent, Mechanism, Posture};
+    use crate::model::{AuthEvent, Mechanism};
     use std::sync::OnceLock;
 
     fn fixture() -> &'static [Flow] {
@@ -987,34 +969,7 @@ mod tests {
     const PLAN: &str = TEST_PLAN;
 
     fn flow(client: &str, server: &str, transport: Transport) -> Flow {
-        Flow {
-            id: 0,
-            transport,
-            client: client.parse().unwrap_or_else(|e| panic!("{client}: {e}")),
-            server: server.parse().unwrap_or_else(|e| panic!("{server}: {e}")),
-            client_from: ClientFrom::Syn,
-            conversation_frame: 1,
-            stream: Some(0),
-            resumed: false,
-            first_frame: 1,
-            last_frame: 4,
-            first_ts_ns: 0,
-            last_ts_ns: 0,
-            frames: [2, 2],
-            bytes: [200, 200],
-            payload: [100, 100],
-            syn_seen: true,
-            syn_ack_seen: true,
-            fin_seen: [true, true],
-            rst_seen: false,
-            end: EndReason::Closed,
-            truncated_frames: 0,
-            icmp_errors: 0,
-            ah_seen: false,
-            tunneled: false,
-            reassembly: Default::default(),
-            posture: Posture::default(),
-        }
+        Flow::sample(transport, client, server)
     }
 
     #[test]

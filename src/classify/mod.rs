@@ -85,38 +85,19 @@ impl FlowSink for EpmLabels<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{ClientFrom, EndReason, Transport};
-    use crate::model::Posture;
+    use crate::flow::Transport;
 
     fn flow(id: u64, server: &str) -> Flow {
-        Flow {
-            id,
-            transport: Transport::Tcp,
-            client: "10.2.0.22:50000".parse().unwrap(),
-            server: server.parse().unwrap(),
-            client_from: ClientFrom::Syn,
-            conversation_frame: id,
-            stream: Some(id),
-            resumed: false,
-            first_frame: id,
-            last_frame: id,
-            first_ts_ns: 0,
-            last_ts_ns: 0,
-            frames: [1, 1],
-            bytes: [60, 60],
-            payload: [0, 0],
-            syn_seen: true,
-            syn_ack_seen: true,
-            fin_seen: [true, true],
-            rst_seen: false,
-            end: EndReason::Closed,
-            truncated_frames: 0,
-            icmp_errors: 0,
-            ah_seen: false,
-            tunneled: false,
-            reassembly: Default::default(),
-            posture: Posture::default(),
-        }
+        let mut f = Flow::sample(Transport::Tcp, "10.2.0.22:50000", server);
+        f.id = id;
+        f.conversation_frame = id;
+        f.stream = Some(id);
+        f.first_frame = id;
+        f.last_frame = id;
+        f.frames = [1, 1];
+        f.bytes = [60, 60];
+        f.payload = [0, 0];
+        f
     }
 
     #[test]

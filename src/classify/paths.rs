@@ -793,8 +793,7 @@ mod tests {
     use crate::capture::Source as CaptureSource;
     use crate::catalog::roles::Roles;
     use crate::classify::infer::infer_roles;
-    use crate::flow::{ClientFrom, EndReason};
-    use crate::model::{AuthEvent, Mechanism, Posture};
+    use crate::model::{AuthEvent, Mechanism};
     use std::sync::OnceLock;
 
     struct Fix {
@@ -1045,34 +1044,13 @@ mod tests {
     }
 
     fn flow(client: &str, server: &str) -> Flow {
-        Flow {
-            id: 0,
-            transport: Transport::Tcp,
-            client: client.parse().unwrap_or_else(|e| panic!("{client}: {e}")),
-            server: server.parse().unwrap_or_else(|e| panic!("{server}: {e}")),
-            client_from: ClientFrom::Syn,
-            conversation_frame: 1,
-            stream: Some(7),
-            resumed: false,
-            first_frame: 1,
-            last_frame: 9,
-            first_ts_ns: 0,
-            last_ts_ns: 0,
-            frames: [5, 4],
-            bytes: [500, 400],
-            payload: [300, 200],
-            syn_seen: true,
-            syn_ack_seen: true,
-            fin_seen: [true, true],
-            rst_seen: false,
-            end: EndReason::Closed,
-            truncated_frames: 0,
-            icmp_errors: 0,
-            ah_seen: false,
-            tunneled: false,
-            reassembly: Default::default(),
-            posture: Posture::default(),
-        }
+        let mut f = Flow::sample(Transport::Tcp, client, server);
+        f.stream = Some(7);
+        f.last_frame = 9;
+        f.frames = [5, 4];
+        f.bytes = [500, 400];
+        f.payload = [300, 200];
+        f
     }
 
     #[test]

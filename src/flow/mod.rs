@@ -147,6 +147,64 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// A Wireshark display filter that selects exactly this flow.
+    pub fn display_filter(&self) -> String {
+        match (self.transport, self.stream) {
+            (Transport::Tcp, Some(s)) => format!("tcp.stream eq {s}"),
+            (Transport::Udp, Some(s)) => format!("udp.stream eq {s}"),
+            (t, _) => {
+                let fam = if self.client.is_ipv4() { "ip" } else { "ipv6" };
+                let proto = match t {
+                    Transport::Esp => "esp".to_string(),
+                    // Wireshark names the next-protocol field ip.proto and ipv6.nxt.
+                    Transport::Ip(p) if fam == "ip" => format!("ip.proto == {p}"),
+                    Transport::Ip(p) => format!("ipv6.nxt == {p}"),
+                    Transport::Tcp => "tcp".to_string(),
+                    Transport::Udp => "udp".to_string(),
+                };
+                format!(
+                    "{proto} && {fam}.addr == {} && {fam}.addr == {}",
+                    self.client.ip(),
+                    self.server.ip()
+                )
+            }
+        }
+    }
+
+    /// A complete, closed flow between two `addr:port` endpoints with an empty
+    /// posture, for tests that build flows by hand (they change what they need).
+    #[cfg(test)]
+    pub fn sample(transport: Transport, client: &str, server: &str) -> Flow {
+        Flow {
+            id: 0,
+            transport,
+            client: client.parse().unwrap_or_else(|e| panic!("{client}: {e}")),
+            server: server.parse().unwrap_or_else(|e| panic!("{server}: {e}")),
+            client_from: ClientFrom::Syn,
+            conversation_frame: 1,
+            stream: Some(0),
+            resumed: false,
+            first_frame: 1,
+            last_frame: 4,
+            first_ts_ns: 0,
+            last_ts_ns: 0,
+            frames: [2, 2],
+            bytes: [200, 200],
+            payload: [100, 100],
+            syn_seen: true,
+            syn_ack_seen: true,
+            fin_seen: [true, true],
+            rst_seen: false,
+            end: EndReason::Closed,
+            truncated_frames: 0,
+            icmp_errors: 0,
+            ah_seen: false,
+            tunneled: false,
+            reassembly: Default::default(),
+            posture: Posture::default(),
+        }
+    }
+
     pub fn total_frames(&self) -> u64 {
         self.frames[0] + self.frames[1]
     }
@@ -166,3 +224,29 @@ pub fn endpoint(sa: &SocketAddr, with_port: bool) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn display_filters_paste_into_wireshark() {
+        let mut f = Flow::sample(Transport::Tcp, "10.2.0.1:50000", "10.1.0.20:443");
+        f.stream = Some(12);
+        assert_eq!(f.display_filter(), "tcp.stream eq 12");
+        f.transport = Transport::Udp;
+        assert_eq!(f.display_filter(), "udp.stream eq 12");
+        let mut esp = Flow::sample(Transport::Esp, "10.1.0.30:0", "10.1.0.31:0");
+        esp.stream = None;
+        assert_eq!(
+            esp.display_filter(),
+            "esp && ip.addr == 10.1.0.30 && ip.addr == 10.1.0.31"
+        );
+        let mut gre = Flow::sample(Transport::Ip(47), "[2001:db8::1]:0", "[2001:db8::2]:0");
+        gre.stream = None;
+        assert_eq!(
+            gre.display_filter(),
+            "ipv6.nxt == 47 && ipv6.addr == 2001:db8::1 && ipv6.addr == 2001:db8::2"
+        );
+    }
+}

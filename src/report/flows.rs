@@ -35,24 +35,7 @@ pub struct Options {
 
 /// A Wireshark display filter that selects exactly this flow.
 pub fn display_filter(f: &Flow) -> String {
-    match (f.transport, f.stream) {
-        (Transport::Tcp, Some(s)) => format!("tcp.stream eq {s}"),
-        (Transport::Udp, Some(s)) => format!("udp.stream eq {s}"),
-        (t, _) => {
-            let fam = if f.client.is_ipv4() { "ip" } else { "ipv6" };
-            let proto = match t {
-                Transport::Esp => "esp".to_string(),
-                Transport::Ip(p) => format!("{fam}.proto == {p}"),
-                Transport::Tcp => "tcp".to_string(),
-                Transport::Udp => "udp".to_string(),
-            };
-            format!(
-                "{proto} && {fam}.addr == {} && {fam}.addr == {}",
-                f.client.ip(),
-                f.server.ip()
-            )
-        }
-    }
+    f.display_filter()
 }
 
 /// `TLS 1.2` style names for wire version numbers.
