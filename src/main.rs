@@ -129,15 +129,8 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(p) => Some(dpaudit::catalog::roles::Roles::load(p)?),
         None => None,
     };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let sources: Vec<_> = args
-        .captures
-        .iter()
-        .map(|p| dpaudit::capture::Source::from_arg(p))
-        .collect();
+    let threads = thread_count(args.threads);
+    let sources = sources_of(&args.captures);
     let cfg = dpaudit::flow::EngineConfig {
         threads,
         ..Default::default()
@@ -234,15 +227,8 @@ enum OutFormat {
 fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     use dpaudit::flow::{analyze, EngineConfig, FileResult};
     use std::io::IsTerminal;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let sources: Vec<_> = args
-        .captures
-        .iter()
-        .map(|p| dpaudit::capture::Source::from_arg(p))
-        .collect();
+    let threads = thread_count(args.threads);
+    let sources = sources_of(&args.captures);
     let progress = if !args.quiet && std::io::stderr().is_terminal() {
         let total: u64 = args
             .captures
@@ -334,6 +320,21 @@ fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     writer.finish(&results)?;
     Ok(code)
+}
+
+/// `-j N`, or every core.
+fn thread_count(asked: Option<usize>) -> usize {
+    asked
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+/// Capture arguments (`-` is standard input).
+fn sources_of(captures: &[PathBuf]) -> Vec<dpaudit::capture::Source> {
+    captures
+        .iter()
+        .map(|p| dpaudit::capture::Source::from_arg(p))
+        .collect()
 }
 
 fn main() -> ExitCode {
