@@ -111,6 +111,10 @@ struct AuditArgs {
     /// fingerprint) are not reported again.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Write a pcapng copy of the capture with a comment on every evidence frame
+    /// (Wireshark: `frame.comment contains "dpaudit"`). One capture only.
+    #[arg(long)]
+    annotate: Option<PathBuf>,
     /// Worker threads (default: every core). Output is identical for any value.
     #[arg(long, short = 'j')]
     threads: Option<usize>,
@@ -143,6 +147,22 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         None => None,
     };
+    if let Some(dest) = &args.annotate {
+        if sources.len() != 1 {
+            return Err("--annotate takes exactly one capture".into());
+        }
+        let same = |p: &PathBuf| match (std::fs::canonicalize(p), std::fs::canonicalize(dest)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if args.captures.iter().any(same) {
+            return Err(format!(
+                "{}: refusing to annotate over the input capture",
+                dest.display()
+            )
+            .into());
+        }
+    }
     let mut a = audit::run(&sources, &cfg, &catalog, stated);
     if let Some(known) = &known {
         a.apply_baseline(known);
@@ -172,6 +192,15 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         AuditFormat::Table => audit::write_table(&mut out, &a, &catalog)?,
     }
     out.flush()?;
+    if let (Some(dest), Some(src)) = (&args.annotate, sources.first()) {
+        let comments = audit::evidence_comments(&a, 0);
+        let n = dpaudit::report::annotate::annotate(src, dest, &comments)?;
+        eprintln!(
+            "dpaudit: wrote {} ({n} frames, {} with comments)",
+            dest.display(),
+            comments.len()
+        );
+    }
     if a.flows.is_empty() {
         eprintln!("dpaudit: no flow could be analysed: nothing was audited");
         return Ok(ExitCode::from(2));

@@ -250,3 +250,76 @@ fn sarif_has_what_code_scanning_requires() {
     }
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Summer2026!"));
 }
+
+#[test]
+fn annotate_writes_a_commented_copy_and_never_over_an_input() {
+    let dir = std::env::temp_dir().join(format!("dpaudit-annotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join("annotated.pcapng");
+    let out = dpaudit(&["audit", "--annotate", out_path.to_str().unwrap(), FIXTURE]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the project's own reader sees the same frames, same bytes
+    let frames = |p: &std::path::Path| {
+        let mut v = Vec::new();
+        let mut sum = dpaudit::capture::FileSummary::default();
+        dpaudit::capture::read_capture(&dpaudit::capture::Source::Path(p.into()), &mut sum, |f| {
+            v.push((f.number, f.ts_ns, f.linktype, f.data.to_vec()))
+        })
+        .unwrap();
+        v
+    };
+    assert_eq!(frames(&out_path), frames(std::path::Path::new(FIXTURE)));
+    // the comments are there: every evidence frame of the JSON report
+    let raw = std::fs::read(&out_path).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.contains("dpaudit: critical cleartext-credential on C2"),
+        "no comment found"
+    );
+    // Wireshark agrees, when it is installed
+    if let Ok(ts) = Command::new("tshark")
+        .args([
+            "-r",
+            out_path.to_str().unwrap(),
+            "-Y",
+            "frame.comment contains \"dpaudit\"",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
+        .output()
+    {
+        if ts.status.success() {
+            let n = String::from_utf8_lossy(&ts.stdout).lines().count();
+            assert!(n >= 10, "tshark sees {n} commented frames");
+        }
+    }
+    // never over an input, and nothing half-written left behind
+    let copy = dir.join("input.pcapng");
+    std::fs::copy(FIXTURE, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let refused = dpaudit(&[
+        "audit",
+        "--annotate",
+        copy.to_str().unwrap(),
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
+    let leftovers = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}

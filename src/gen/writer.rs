@@ -73,6 +73,7 @@ impl<W: Write> PcapWriter<W> {
 /// pcapng writer (one section, one Ethernet-like interface, nanosecond timestamps).
 pub struct PcapngWriter<W: Write> {
     w: W,
+    interfaces: u32,
 }
 
 /// pcapng block types and option codes (draft-ietf-opsawg-pcapng).
@@ -101,6 +102,13 @@ impl<W: Write> PcapngWriter<W> {
         shb.extend_from_slice(&(-1i64).to_le_bytes());
         shb.extend_from_slice(&28u32.to_le_bytes());
         w.write_all(&shb)?;
+        let mut me = PcapngWriter { w, interfaces: 0 };
+        me.interface(linktype)?;
+        Ok(me)
+    }
+
+    /// Writes one more Interface Description Block; returns its interface id.
+    pub fn interface(&mut self, linktype: u32) -> io::Result<u32> {
         // IDB: type, length 32, linktype u16, reserved, snaplen, if_tsresol=9, end, length.
         let mut idb = Vec::with_capacity(32);
         idb.extend_from_slice(&BT_IDB.to_le_bytes());
@@ -114,13 +122,27 @@ impl<W: Write> PcapngWriter<W> {
         idb.extend_from_slice(&OPT_ENDOFOPT.to_le_bytes());
         idb.extend_from_slice(&0u16.to_le_bytes());
         idb.extend_from_slice(&32u32.to_le_bytes());
-        w.write_all(&idb)?;
-        Ok(PcapngWriter { w })
+        self.w.write_all(&idb)?;
+        self.interfaces += 1;
+        Ok(self.interfaces - 1)
     }
 
-    /// Writes one Enhanced Packet Block, with `comment` as an `opt_comment` option.
+    /// Writes one Enhanced Packet Block on interface 0, with `comment` as an
+    /// `opt_comment` option.
     pub fn write_packet(
         &mut self,
+        ts_ns: i64,
+        data: &[u8],
+        orig_len: u32,
+        comment: Option<&str>,
+    ) -> io::Result<()> {
+        self.write_packet_on(0, ts_ns, data, orig_len, comment)
+    }
+
+    /// Writes one Enhanced Packet Block on the given interface.
+    pub fn write_packet_on(
+        &mut self,
+        interface: u32,
         ts_ns: i64,
         data: &[u8],
         orig_len: u32,
@@ -140,7 +162,7 @@ impl<W: Write> PcapngWriter<W> {
         let mut h = [0u8; 28];
         h[0..4].copy_from_slice(&BT_EPB.to_le_bytes());
         h[4..8].copy_from_slice(&(total as u32).to_le_bytes());
-        // interface id 0 stays zero
+        h[8..12].copy_from_slice(&interface.to_le_bytes());
         h[12..16].copy_from_slice(&((ts >> 32) as u32).to_le_bytes());
         h[16..20].copy_from_slice(&(ts as u32).to_le_bytes());
         h[20..24].copy_from_slice(&(data.len() as u32).to_le_bytes());

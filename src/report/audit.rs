@@ -437,3 +437,27 @@ pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(super::json_io)?;
     writeln!(out)
 }
+
+/// The comment of every evidence frame, per capture: `dpaudit: <severity> <rule> on
+/// <path>: <message>`, several findings on one frame joined by ` | `.
+pub fn evidence_comments(a: &Audit, file: usize) -> BTreeMap<u64, String> {
+    let mut out: BTreeMap<u64, String> = BTreeMap::new();
+    for l in a.findings.iter().filter(|l| l.file == file) {
+        let f = &l.finding;
+        let text = format!(
+            "dpaudit: {} {} on {}: {}",
+            f.severity.as_str(),
+            f.rule,
+            f.data_path.as_deref().unwrap_or("no documented path"),
+            f.message
+        );
+        for frame in &f.frames {
+            let e = out.entry(*frame).or_default();
+            if !e.is_empty() {
+                e.push_str(" | ");
+            }
+            e.push_str(&text);
+        }
+    }
+    out
+}

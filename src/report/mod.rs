@@ -1,5 +1,6 @@
 //! Report writers: one module per report, each turning results into text or JSON.
 
+pub mod annotate;
 pub mod audit;
 pub mod flows;
 
