@@ -6,6 +6,8 @@
 //! bind was not captured is then labelled with the interface, and says the label came
 //! from the endpoint mapper (`dcerpc.interface-from-epm`).
 
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod infer;
 pub mod paths;
 

@@ -790,38 +790,9 @@ fn content_seen(o: &Observed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::Source as CaptureSource;
-    use crate::catalog::roles::Roles;
-    use crate::classify::infer::infer_roles;
     use crate::model::{AuthEvent, Mechanism};
-    use std::sync::OnceLock;
 
-    struct Fix {
-        flows: Vec<Flow>,
-        catalog: Catalog,
-        inferred: RoleMap,
-        stated: RoleMap,
-    }
-
-    fn fix() -> &'static Fix {
-        static FIX: OnceLock<Fix> = OnceLock::new();
-        FIX.get_or_init(|| {
-            let src = CaptureSource::Path("fixtures/exchange-scenarios.pcapng".into());
-            let (r, flows) = crate::flow::collect_file(&src, &Default::default(), 1);
-            assert!(r.error.is_none(), "{:?}", r.error);
-            let catalog = Catalog::builtin().unwrap_or_else(|e| panic!("{e}"));
-            let inferred = RoleMap::inferred_only(infer_roles(&flows));
-            let plan = Roles::from_toml_str(crate::classify::infer::TEST_PLAN, "plan.toml")
-                .unwrap_or_else(|e| panic!("{e}"));
-            let stated = RoleMap::stated_only(plan);
-            Fix {
-                flows,
-                catalog,
-                inferred,
-                stated,
-            }
-        })
-    }
+    use crate::classify::fixture::fix;
 
     /// The one fixture flow from `client` to server port `port`.
     fn the(client: &str, port: u16) -> &'static Flow {

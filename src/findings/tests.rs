@@ -1,37 +1,10 @@
 use super::*;
-use crate::capture::Source as CaptureSource;
-use crate::catalog::roles::Roles;
-use crate::classify::infer::{infer_roles, RoleMap, TEST_PLAN};
+use crate::classify::infer::RoleMap;
 use crate::classify::paths::classify;
 use crate::model::{Posture, Secret, TlsInfo};
 use std::net::IpAddr;
-use std::sync::OnceLock;
 
-struct Fix {
-    flows: Vec<Flow>,
-    catalog: Catalog,
-    /// Roles inferred from the traffic only.
-    inferred: RoleMap,
-    /// The address plan, stated.
-    stated: RoleMap,
-}
-
-fn fix() -> &'static Fix {
-    static FIX: OnceLock<Fix> = OnceLock::new();
-    FIX.get_or_init(|| {
-        let src = CaptureSource::Path("fixtures/exchange-scenarios.pcapng".into());
-        let (r, flows) = crate::flow::collect_file(&src, &Default::default(), 1);
-        assert!(r.error.is_none(), "{:?}", r.error);
-        let catalog = Catalog::builtin().unwrap_or_else(|e| panic!("{e}"));
-        let stated = Roles::from_toml_str(TEST_PLAN, "plan.toml").unwrap_or_else(|e| panic!("{e}"));
-        Fix {
-            inferred: RoleMap::inferred_only(infer_roles(&flows)),
-            stated: RoleMap::stated_only(stated),
-            flows,
-            catalog,
-        }
-    })
-}
+use crate::classify::fixture::fix;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
