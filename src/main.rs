@@ -189,7 +189,11 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         AuditFormat::Json => audit::write_json(&mut out, &a, &opts)?,
         AuditFormat::Jsonl => audit::write_jsonl(&mut out, &a)?,
         AuditFormat::Sarif => audit::write_sarif(&mut out, &a)?,
-        AuditFormat::Table => audit::write_table(&mut out, &a, &catalog)?,
+        AuditFormat::Table => {
+            use std::io::IsTerminal;
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            audit::write_table(&mut out, &a, &catalog, colour)?
+        }
     }
     out.flush()?;
     if let (Some(dest), Some(src)) = (&args.annotate, sources.first()) {

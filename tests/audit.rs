@@ -28,6 +28,18 @@ fn audit_json(extra: &[&str]) -> Value {
 fn json_report_has_paths_findings_and_no_secret() {
     let doc = audit_json(&[]);
     assert_eq!(doc["version"], 1);
+    // the top-level members the README documents
+    for key in [
+        "version",
+        "files",
+        "flows",
+        "findings",
+        "suppressed_by_baseline",
+        "roles",
+    ] {
+        assert!(doc.get(key).is_some(), "report lacks {key}");
+    }
+    assert!(doc["roles"]["hosts"].is_array() && doc["roles"]["contradictions"].is_array());
     let flows = doc["flows"].as_array().unwrap();
     assert_eq!(flows.len(), 47);
     for f in flows {
@@ -44,6 +56,7 @@ fn json_report_has_paths_findings_and_no_secret() {
             assert!(f.get(key).is_some(), "flow lacks {key}: {f}");
         }
         assert!(f["data_paths"].is_array());
+        assert!(f["classification"]["paths"].is_array());
     }
     let findings = doc["findings"].as_array().unwrap();
     let count = |rule: &str| findings.iter().filter(|f| f["rule"] == rule).count();
@@ -59,6 +72,14 @@ fn json_report_has_paths_findings_and_no_secret() {
             "message",
             "fingerprint",
             "filter",
+            "file",
+            "transport",
+            "client",
+            "server",
+            "ts_ns",
+            "user",
+            "expected",
+            "observed",
         ] {
             assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
         }

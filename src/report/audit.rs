@@ -211,8 +211,32 @@ pub fn write_jsonl(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
     Ok(())
 }
 
+/// A severity word padded to `width`, in colour when asked (ANSI; `NO_COLOR` is
+/// honoured by the caller).
+fn severity_cell(s: &str, width: usize, colour: bool) -> String {
+    let padded = format!("{s:<width$}");
+    if !colour {
+        return padded;
+    }
+    let code = match s {
+        "critical" => "1;31",
+        "high" => "31",
+        "medium" => "33",
+        "low" => "36",
+        "info" => "2",
+        "ok" => "32",
+        _ => return padded,
+    };
+    format!("\x1b[{code}m{padded}\x1b[0m")
+}
+
 /// What a person reads first: the data-path matrix, the findings, the roles.
-pub fn write_table(out: &mut dyn Write, a: &Audit, catalog: &Catalog) -> io::Result<()> {
+pub fn write_table(
+    out: &mut dyn Write,
+    a: &Audit,
+    catalog: &Catalog,
+    colour: bool,
+) -> io::Result<()> {
     #[derive(Default)]
     struct Row {
         flows: u64,
@@ -262,7 +286,7 @@ pub fn write_table(out: &mut dyn Write, a: &Audit, catalog: &Catalog) -> io::Res
         } else {
             r.mechanisms.iter().cloned().collect::<Vec<_>>().join(",")
         };
-        let verdict = r.worst.map_or("ok", |s| s.as_str());
+        let verdict = severity_cell(r.worst.map_or("ok", |s| s.as_str()), 0, colour);
         writeln!(
             out,
             "{id:<10} {name:<44} {:>5} {:>5} {:>5} {:>5}  {mech:<24} {verdict}",
@@ -285,8 +309,8 @@ pub fn write_table(out: &mut dyn Write, a: &Audit, catalog: &Catalog) -> io::Res
         let frames: Vec<String> = f.frames.iter().take(4).map(u64::to_string).collect();
         writeln!(
             out,
-            "{:<8} {:<28} {:<6} {:<22} frames {:<16} {}",
-            f.severity.as_str(),
+            "{} {:<28} {:<6} {:<22} frames {:<16} {}",
+            severity_cell(f.severity.as_str(), 8, colour),
             f.rule,
             f.data_path.as_deref().unwrap_or("-"),
             f.filter,
@@ -460,4 +484,21 @@ pub fn evidence_comments(a: &Audit, file: usize) -> BTreeMap<u64, String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::severity_cell;
+
+    #[test]
+    fn colour_only_when_asked_and_alignment_kept() {
+        assert_eq!(severity_cell("high", 8, false), "high    ");
+        let c = severity_cell("critical", 8, true);
+        assert!(
+            c.starts_with("\x1b[1;31m") && c.ends_with("\x1b[0m"),
+            "{c:?}"
+        );
+        assert!(c.contains("critical"));
+        assert_eq!(severity_cell("weird", 6, true), "weird ");
+    }
 }
