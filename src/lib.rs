@@ -17,6 +17,7 @@ pub mod error;
 pub mod findings;
 pub mod flow;
 pub mod gen;
+pub mod limits;
 pub mod model;
 pub mod proto;
 pub mod report;

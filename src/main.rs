@@ -25,6 +25,11 @@ enum Cmd {
         #[arg(long)]
         catalog: Option<PathBuf>,
     },
+    /// List every cap on what a capture can make dpaudit hold: flag, default, rationale.
+    Caps {
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
     /// Count frames per capture (pcap, pcapng, gzip, zstd, `-` for stdin).
     Frames { captures: Vec<PathBuf> },
     /// Audit captures against the Exchange 2007 data paths: classify every flow, report
@@ -71,24 +76,74 @@ struct FlowsArgs {
     /// Print captured secrets in full instead of redacted (`j***`).
     #[arg(long)]
     show_secrets: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Write the report to this file (through a temporary file renamed when complete)
+    /// instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Never draw a progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Caps and timeouts (`dpaudit caps` explains each cap and its default).
+#[derive(clap::Args)]
+struct EngineArgs {
     /// Flows open at once before the longest-idle one is evicted.
-    #[arg(long, default_value_t = dpaudit::flow::FlowLimits::default().max_live)]
+    #[arg(long, default_value_t = dpaudit::flow::table::DEFAULT_MAX_LIVE)]
     max_flows: usize,
+    /// Ended conversations remembered so late packets keep their stream index.
+    #[arg(long, default_value_t = dpaudit::flow::table::DEFAULT_MAX_REMEMBERED)]
+    max_remembered: usize,
     /// Out-of-order TCP segments held per direction.
-    #[arg(long, default_value_t = dpaudit::flow::ReassemblyLimits::default().max_segments)]
+    #[arg(long, default_value_t = dpaudit::flow::reassembly::DEFAULT_MAX_OOO_SEGMENTS)]
     max_ooo_segments: usize,
     /// Out-of-order TCP bytes held per direction.
-    #[arg(long, default_value_t = dpaudit::flow::ReassemblyLimits::default().max_bytes)]
+    #[arg(long, default_value_t = dpaudit::flow::reassembly::DEFAULT_MAX_OOO_BYTES)]
     max_ooo_bytes: usize,
+    /// IP datagrams in reassembly at once.
+    #[arg(long, default_value_t = dpaudit::decode::DEFAULT_MAX_DATAGRAMS)]
+    max_fragment_datagrams: usize,
+    /// Bytes held over all IP datagrams in reassembly.
+    #[arg(long, default_value_t = dpaudit::decode::DEFAULT_MAX_BYTES)]
+    max_fragment_bytes: usize,
+    /// TLS records read per direction before encryption starts.
+    #[arg(long, default_value_t = dpaudit::limits::DEFAULT_TLS_HANDSHAKE_RECORDS)]
+    max_tls_records: u64,
+    /// Largest HTTP header block per message, in bytes.
+    #[arg(long, default_value_t = dpaudit::limits::DEFAULT_HTTP_HEADER)]
+    max_http_header: usize,
+    /// Requests awaiting their answer per flow (SMTP, IMAP, POP3, HTTP, SMB, DCE/RPC).
+    #[arg(long, default_value_t = dpaudit::limits::DEFAULT_TRANSACTIONS)]
+    max_transactions: usize,
+    /// Largest captured length accepted for one packet record, in bytes.
+    #[arg(long, default_value_t = dpaudit::capture::MAX_CAPLEN)]
+    max_record: u32,
     /// Idle seconds (capture time) before a TCP flow record is closed.
     #[arg(long, default_value_t = 600)]
     tcp_timeout: u32,
     /// Idle seconds (capture time) before a UDP flow record is closed.
     #[arg(long, default_value_t = 60)]
     udp_timeout: u32,
-    /// Never draw a progress bar.
-    #[arg(long, short)]
-    quiet: bool,
+}
+
+impl EngineArgs {
+    fn apply(&self, cfg: &mut dpaudit::flow::EngineConfig) {
+        let sec = 1_000_000_000i64;
+        cfg.flow.max_live = self.max_flows.max(1);
+        cfg.flow.max_remembered = self.max_remembered;
+        cfg.flow.tcp_idle_ns = i64::from(self.tcp_timeout) * sec;
+        cfg.flow.udp_idle_ns = i64::from(self.udp_timeout) * sec;
+        cfg.reassembly.max_segments = self.max_ooo_segments;
+        cfg.reassembly.max_bytes = self.max_ooo_bytes;
+        cfg.defrag.max_datagrams = self.max_fragment_datagrams.max(1);
+        cfg.defrag.max_bytes = self.max_fragment_bytes;
+        cfg.proto.tls_handshake_records = self.max_tls_records;
+        cfg.proto.http_header = self.max_http_header;
+        cfg.proto.transactions = self.max_transactions.max(1);
+        cfg.max_record = self.max_record;
+    }
 }
 
 #[derive(clap::Args)]
@@ -121,6 +176,12 @@ struct AuditArgs {
     /// Print captured secrets in full instead of redacted (`j***`).
     #[arg(long)]
     show_secrets: bool,
+    /// Write the report to this file (through a temporary file renamed when complete)
+    /// instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -135,10 +196,11 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let threads = thread_count(args.threads);
     let sources = sources_of(&args.captures);
-    let cfg = dpaudit::flow::EngineConfig {
+    let mut cfg = dpaudit::flow::EngineConfig {
         threads,
         ..Default::default()
     };
+    args.engine.apply(&mut cfg);
     let known = match &args.baseline {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -151,18 +213,10 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         if sources.len() != 1 {
             return Err("--annotate takes exactly one capture".into());
         }
-        let same = |p: &PathBuf| match (std::fs::canonicalize(p), std::fs::canonicalize(dest)) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        if args.captures.iter().any(same) {
-            return Err(format!(
-                "{}: refusing to annotate over the input capture",
-                dest.display()
-            )
-            .into());
-        }
+        dpaudit::report::output::refuse_input(dest, &args.captures)?;
     }
+    // Opened before the run so that a refused or unwritable destination fails early.
+    let mut out = dpaudit::report::output::ReportOut::open(args.output.as_deref(), &args.captures)?;
     let mut a = audit::run(&sources, &cfg, &catalog, stated);
     if let Some(known) = &known {
         a.apply_baseline(known);
@@ -184,18 +238,19 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let opts = dpaudit::report::flows::Options {
         show_secrets: args.show_secrets,
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         AuditFormat::Json => audit::write_json(&mut out, &a, &opts)?,
         AuditFormat::Jsonl => audit::write_jsonl(&mut out, &a)?,
         AuditFormat::Sarif => audit::write_sarif(&mut out, &a)?,
         AuditFormat::Table => {
             use std::io::IsTerminal;
-            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let colour = args.output.is_none()
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none();
             audit::write_table(&mut out, &a, &catalog, colour)?
         }
     }
-    out.flush()?;
+    out.finish()?;
     if let (Some(dest), Some(src)) = (&args.annotate, sources.first()) {
         let comments = audit::evidence_comments(&a, 0);
         let n = dpaudit::report::annotate::annotate(src, dest, &comments)?;
@@ -280,17 +335,12 @@ fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     } else {
         None
     };
-    let sec = 1_000_000_000i64;
     let mut cfg = EngineConfig {
         threads,
         progress: progress.clone(),
         ..EngineConfig::default()
     };
-    cfg.flow.max_live = args.max_flows.max(1);
-    cfg.flow.tcp_idle_ns = i64::from(args.tcp_timeout) * sec;
-    cfg.flow.udp_idle_ns = i64::from(args.udp_timeout) * sec;
-    cfg.reassembly.max_segments = args.max_ooo_segments;
-    cfg.reassembly.max_bytes = args.max_ooo_bytes;
+    args.engine.apply(&mut cfg);
     use dpaudit::report::flows::{FlowWriter, Format, Options};
     let fmt = match args.format {
         OutFormat::Table => Format::Table,
@@ -300,8 +350,8 @@ fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let opts = Options {
         show_secrets: args.show_secrets,
     };
-    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-    let mut writer = FlowWriter::new(stdout, fmt, opts);
+    let out = dpaudit::report::output::ReportOut::open(args.output.as_deref(), &args.captures)?;
+    let mut writer = FlowWriter::new(out, fmt, opts);
     let results: Vec<FileResult> = if sources.len() <= 1 || threads == 1 {
         // One capture at a time, each with every thread, printed as its flows end.
         sources
@@ -351,7 +401,7 @@ fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             None => {}
         }
     }
-    writer.finish(&results)?;
+    writer.finish(&results)?.finish()?;
     Ok(code)
 }
 
@@ -410,6 +460,28 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             writeln!(out, "{text}")?;
         }
         Cmd::Flows(_) | Cmd::Audit(_) => {}
+        Cmd::Caps { format } => {
+            use dpaudit::limits::CAPS;
+            if format == "json" {
+                let caps: Vec<_> = CAPS
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "name": c.name, "flag": c.flag, "unit": c.unit,
+                            "default": c.default, "why": c.why, "when_hit": c.when_hit,
+                        })
+                    })
+                    .collect();
+                serde_json::to_writer_pretty(&mut out, &caps)?;
+                writeln!(out)?;
+            } else {
+                for c in CAPS {
+                    writeln!(out, "{:<24}{:<28}{} {}", c.name, c.flag, c.default, c.unit)?;
+                    writeln!(out, "    {}", c.why)?;
+                    writeln!(out, "    reported: {}", c.when_hit)?;
+                }
+            }
+        }
         Cmd::Frames { captures } => {
             let mut code = ExitCode::SUCCESS;
             for c in captures {

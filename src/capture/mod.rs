@@ -55,6 +55,8 @@ pub struct FileSummary {
     /// pcapng blocks of a type we do not know.
     pub unknown_blocks: u64,
     /// Packets that named an interface the section does not have.
+    /// Packet blocks skipped because their captured length was over the record cap.
+    pub oversize_records: u64,
     pub bad_interface: u64,
     /// Packets whose timestamp went backwards relative to the previous packet.
     pub ts_backwards: u64,
@@ -189,6 +191,19 @@ fn dlt(l: pcap_parser::Linktype) -> u32 {
 pub fn read_capture(
     source: &Source,
     summary: &mut FileSummary,
+    on_frame: impl FnMut(&Frame),
+) -> Result<(), CaptureError> {
+    read_capture_capped(source, MAX_CAPLEN, summary, on_frame)
+}
+
+/// [`read_capture`] with another cap on the captured length of one record: a pcap
+/// record past it ends the read with an error (the format cannot find the next record
+/// without trusting the length); a pcapng packet block past it is skipped and counted in
+/// `summary.oversize_records` (its block length leads to the next one).
+pub fn read_capture_capped(
+    source: &Source,
+    max_record: u32,
+    summary: &mut FileSummary,
     mut on_frame: impl FnMut(&Frame),
 ) -> Result<(), CaptureError> {
     let path = source.display();
@@ -247,6 +262,7 @@ pub fn read_capture(
         match rd.next() {
             Ok((consumed, block)) => {
                 let mut frame: Option<Frame> = None;
+                let mut skip_frame = false;
                 match block {
                     PcapBlockOwned::LegacyHeader(h) => {
                         legacy_linktype = dlt(h.network);
@@ -261,11 +277,11 @@ pub fn read_capture(
                         .to_string();
                     }
                     PcapBlockOwned::Legacy(b) => {
-                        if b.caplen > MAX_CAPLEN {
+                        if b.caplen > max_record {
                             return Err(damaged(
                                 offset,
                                 format!(
-                                    "record claims {} captured bytes (limit {MAX_CAPLEN})",
+                                    "record claims {} captured bytes (limit {max_record})",
                                     b.caplen
                                 ),
                             ));
@@ -303,11 +319,11 @@ pub fn read_capture(
                         }
                         Block::EnhancedPacket(epb) => {
                             number += 1;
-                            if epb.caplen > MAX_CAPLEN {
-                                return Err(damaged(
-                                    offset,
-                                    format!("packet block claims {} captured bytes (limit {MAX_CAPLEN})", epb.caplen),
-                                ));
+                            if epb.caplen > max_record {
+                                // The frame keeps its number (Wireshark shows it) but
+                                // its bytes are not handed on.
+                                summary.oversize_records += 1;
+                                skip_frame = true;
                             }
                             let iface = match interfaces.get(epb.if_id as usize) {
                                 Some(i) => *i,
@@ -356,6 +372,9 @@ pub fn read_capture(
                         Block::Unknown(_) => summary.unknown_blocks += 1,
                         _ => summary.other_blocks += 1,
                     },
+                }
+                if skip_frame {
+                    frame = None;
                 }
                 if let Some(f) = frame {
                     summary.frames += 1;

@@ -6,6 +6,7 @@ use etherparse::err::ip::{HeaderError, LaxHeaderSliceError};
 use etherparse::err::ipv6_exts::HeaderSliceError as ExtError;
 use etherparse::{IpAuthHeaderSlice, LaxIpSlice};
 
+use super::checksum;
 use super::defrag::{Defrag, FragKey, Insert, Piece};
 use super::link::{self, IpVersion, L3};
 use super::{be16, be32, DecodeStats, IcmpError, Outcome, Packet, Skip, Tcp, L4};
@@ -163,6 +164,9 @@ fn ip_packet<'a>(
             cx.stats.ip4 += 1;
             let h = v4.header();
             let hl = h.slice().len();
+            if !checksum::ipv4_header_ok(h.slice()) {
+                cx.stats.bad_ip4_checksum += 1;
+            }
             let total = usize::from(h.total_len());
             // Zero is what TCP segmentation offload leaves in captures taken on the
             // sender: etherparse then takes the captured length, as Wireshark does.
@@ -392,12 +396,20 @@ fn transport<'a>(
 ) -> Outcome<'a> {
     let l4 = match proto {
         IPPROTO_TCP => match tcp(p, ly.truncated) {
-            Ok(t) => L4::Tcp(t),
+            Ok(t) => {
+                if !ly.truncated && !checksum::segment_ok(src, dst, proto, p) {
+                    cx.stats.bad_tcp_checksum += 1;
+                }
+                L4::Tcp(t)
+            }
             Err(s) => return Outcome::Skip(s),
         },
         IPPROTO_UDP => match udp(p) {
             Ok((l4, short)) => {
                 ly.truncated |= short;
+                if !ly.truncated && !udp_checksum_ok(src, dst, p) {
+                    cx.stats.bad_udp_checksum += 1;
+                }
                 l4
             }
             Err(s) => return Outcome::Skip(s),
@@ -473,6 +485,18 @@ fn udp(p: &[u8]) -> Result<(L4<'_>, bool), Skip> {
         },
         short,
     ))
+}
+
+/// Whether a whole UDP datagram `p` (bounded by the IP length) has a correct checksum.
+/// Zero over IPv4 means "not computed" (RFC 768); over IPv6 it is not allowed (RFC 8200
+/// 8.1) and counts as wrong. The sum covers the UDP length, not IP padding after it.
+fn udp_checksum_ok(src: IpAddr, dst: IpAddr, p: &[u8]) -> bool {
+    if be16(p, 6) == Some(0) {
+        return src.is_ipv4();
+    }
+    let len = be16(p, 4).map_or(p.len(), usize::from);
+    let dgram = p.get(..len).unwrap_or(p);
+    checksum::segment_ok(src, dst, IPPROTO_UDP, dgram)
 }
 
 /// GRE (RFC 2784 / 2890): IPv4, IPv6, transparent Ethernet bridging and ERSPAN I/II/III.

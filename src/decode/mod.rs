@@ -26,6 +26,7 @@
 //!   `frames = packets + fragments + not_ip + malformed + truncated + defrag_dropped
 //!   + sum(unknown_linktypes)`.
 
+pub mod checksum;
 mod defrag;
 mod ip;
 mod link;
@@ -234,6 +235,13 @@ pub struct DecodeStats {
     pub defrag_incomplete: u64,
     /// Frames of link types this decoder does not read, by link type.
     pub unknown_linktypes: BTreeMap<u32, u64>,
+    /// IPv4 headers whose checksum is wrong (decoded anyway, as Wireshark does).
+    pub bad_ip4_checksum: u64,
+    /// Whole TCP segments / UDP datagrams whose checksum is wrong (checksum offload on
+    /// the capturing host, or damage); decoded anyway. Segments cut by the snapshot
+    /// length cannot be checked and are not counted.
+    pub bad_tcp_checksum: u64,
+    pub bad_udp_checksum: u64,
 }
 
 /// Caps on IP reassembly state.

@@ -7,7 +7,7 @@
 use super::shard::{Kind, Msg, PacketMsg, Shard, ShardConfig};
 use super::table::{Event, FlowLimits, PacketView, Table, TableStats};
 use super::{Flow, ReassemblyLimits, Transport};
-use crate::capture::{read_capture, FileSummary, Frame, Source};
+use crate::capture::{read_capture_capped, FileSummary, Frame, Source};
 use crate::decode::{DecodeStats, Decoder, DefragLimits, Outcome, L4};
 use crate::error::CaptureError;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -24,6 +24,10 @@ pub struct EngineConfig {
     pub flow: FlowLimits,
     pub reassembly: ReassemblyLimits,
     pub defrag: DefragLimits,
+    /// Caps the protocol analyzers read.
+    pub proto: crate::limits::ProtoLimits,
+    /// Largest captured length accepted for one packet record.
+    pub max_record: u32,
     /// Advanced by the bytes read (a terminal progress bar); `None` for quiet runs.
     pub progress: Option<indicatif::ProgressBar>,
 }
@@ -35,6 +39,8 @@ impl Default for EngineConfig {
             flow: FlowLimits::default(),
             reassembly: ReassemblyLimits::default(),
             defrag: DefragLimits::default(),
+            proto: crate::limits::ProtoLimits::DEFAULT,
+            max_record: crate::capture::MAX_CAPLEN,
             progress: None,
         }
     }
@@ -278,6 +284,7 @@ pub fn analyze_file(
     let sink: &mut dyn FlowSink = &mut labelled;
     let shard_cfg = ShardConfig {
         reassembly: cfg.reassembly,
+        proto: cfg.proto,
     };
     let workers = threads.saturating_sub(1);
     let mut summary = FileSummary::default();
@@ -386,7 +393,7 @@ fn read_all(
 ) -> (Option<CaptureError>, TableStats) {
     let mut table = Table::new(cfg.flow, dispatch.shards());
     let mut unreported = 0u64;
-    let res = read_capture(source, summary, |frame: &Frame| {
+    let res = read_capture_capped(source, cfg.max_record, summary, |frame: &Frame| {
         if let Some(pb) = &cfg.progress {
             // Record header plus captured bytes: close to the file's size when uncompressed.
             unreported += frame.data.len() as u64 + 16;

@@ -7,6 +7,7 @@ use super::reassembly::{Piece, Reassembler, ReassemblyLimits};
 use super::table::Open;
 use super::{EndReason, Flow, Transport};
 use crate::decode::{ACK, FIN, RST, SYN};
+use crate::limits::ProtoLimits;
 use crate::model::{Direction, Encryption, Posture};
 use crate::proto::api::{Analyzer, Ctx, Next, Probe, Registration};
 use crate::proto::REGISTRY;
@@ -103,6 +104,7 @@ struct State {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ShardConfig {
     pub reassembly: ReassemblyLimits,
+    pub proto: ProtoLimits,
 }
 
 pub struct Shard {
@@ -141,7 +143,7 @@ impl Shard {
                 seq,
             } => {
                 if let Some(st) = self.flows.remove(flow_id) {
-                    self.done.push((*seq, st.finish(*reason)));
+                    self.done.push((*seq, st.finish(*reason, &self.cfg.proto)));
                 }
             }
         }
@@ -153,7 +155,7 @@ impl Shard {
         rest.sort_unstable();
         rest.into_iter()
             .filter_map(|id| self.flows.remove(&id))
-            .map(|st| st.finish(EndReason::CaptureEnd))
+            .map(|st| st.finish(EndReason::CaptureEnd, &self.cfg.proto))
             .collect()
     }
 
@@ -255,7 +257,7 @@ impl State {
             Kind::Other => {}
             Kind::Udp => {
                 f.payload[d] += payload.len() as u64;
-                self.datagram(p, payload);
+                self.datagram(p, payload, &cfg.proto);
             }
             Kind::Tcp => self.segment(p, payload, cfg),
         }
@@ -287,6 +289,7 @@ impl State {
         let ctx = Fed {
             frame: p.frame,
             ts_ns: p.ts_ns,
+            limits: &cfg.proto,
         };
         // The acknowledgement speaks of the other direction: bytes it covers that the
         // capture never showed are a gap there.
@@ -310,7 +313,7 @@ impl State {
         if !self.analysis_done && (self.flow.rst_seen || self.flow.fin_seen == [true, true]) {
             // The conversation is over: finish the analysis now and free its buffers,
             // keeping only the counters until the table closes the record.
-            self.end_analysis();
+            self.end_analysis(&cfg.proto);
         } else if !self.light && matches!(self.app, App::Passive) {
             self.light = true;
             self.reasm[0].set_light();
@@ -318,7 +321,7 @@ impl State {
         }
     }
 
-    fn datagram(&mut self, p: &PacketMsg, payload: &[u8]) {
+    fn datagram(&mut self, p: &PacketMsg, payload: &[u8], limits: &ProtoLimits) {
         if matches!(self.app, App::NatT) {
             match payload {
                 [0xff] => self.flow.posture.fact("ipsec.nat-t", "keepalive"),
@@ -331,13 +334,14 @@ impl State {
         let at = Fed {
             frame: p.frame,
             ts_ns: p.ts_ns,
+            limits,
         };
         feed(&mut self.flow, &mut self.app, p.dir, payload, at);
     }
 
     /// Flush what reassembly holds, give an unsure probe its port-based choice, finish
     /// the analyzer, and drop the heavy state.
-    fn end_analysis(&mut self) {
+    fn end_analysis(&mut self, limits: &ProtoLimits) {
         if self.analysis_done {
             return;
         }
@@ -345,6 +349,7 @@ impl State {
         let at = Fed {
             frame: self.flow.last_frame,
             ts_ns: self.flow.last_ts_ns,
+            limits,
         };
         for dir in [Direction::ToServer, Direction::ToClient] {
             let State {
@@ -376,7 +381,7 @@ impl State {
                 }
             }
             if let Some((reg, by)) = pick {
-                start(&mut self.flow, &mut self.app, reg, by);
+                start(&mut self.flow, &mut self.app, reg, by, limits);
             }
         }
         if let App::Active(a) = &mut self.app {
@@ -404,8 +409,8 @@ impl State {
         }
     }
 
-    fn finish(mut self, reason: EndReason) -> Flow {
-        self.end_analysis();
+    fn finish(mut self, reason: EndReason, limits: &ProtoLimits) -> Flow {
+        self.end_analysis(limits);
         let f = &mut self.flow;
         let ended = f.rst_seen || f.fin_seen == [true, true];
         f.end = if reason == EndReason::CaptureEnd && ended {
@@ -454,7 +459,7 @@ impl State {
     }
 }
 
-fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed) {
+fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed<'_>) {
     let (cport, sport) = (flow.client.port(), flow.server.port());
     let tcp = flow.transport == Transport::Tcp;
     match app {
@@ -496,7 +501,7 @@ fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed) {
                 data: bytes.to_vec(),
             });
             match choice {
-                Some((reg, by)) => start(flow, app, reg, by),
+                Some((reg, by)) => start(flow, app, reg, by, at.limits),
                 None => {
                     let tcp_gave_up = tcp && pr.rejected == [true, true];
                     let udp_gave_up = !tcp && pr.datagrams >= PROBE_MAX_DATAGRAMS;
@@ -510,7 +515,13 @@ fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed) {
 }
 
 /// An analyzer claimed the flow: replay what the probe held, in arrival order.
-fn start(flow: &mut Flow, app: &mut App, reg: &'static Registration, by: &'static str) {
+fn start(
+    flow: &mut Flow,
+    app: &mut App,
+    reg: &'static Registration,
+    by: &'static str,
+    at_limits: &ProtoLimits,
+) {
     let App::Probing(pr) = std::mem::replace(app, App::Passive) else {
         return;
     };
@@ -523,6 +534,7 @@ fn start(flow: &mut Flow, app: &mut App, reg: &'static Registration, by: &'stati
             Fed {
                 frame: c.frame,
                 ts_ns: c.ts_ns,
+                limits: at_limits,
             },
         );
         if a.data(c.dir, &c.data, &mut cx) == Next::Done {
@@ -533,7 +545,7 @@ fn start(flow: &mut Flow, app: &mut App, reg: &'static Registration, by: &'stati
     *app = App::Active(a);
 }
 
-fn gap(flow: &mut Flow, app: &mut App, dir: Direction, len: u64, at: Fed) {
+fn gap(flow: &mut Flow, app: &mut App, dir: Direction, len: u64, at: Fed<'_>) {
     match app {
         App::Active(a) => {
             let mut cx = ctx(flow, at);
@@ -557,7 +569,7 @@ fn gap(flow: &mut Flow, app: &mut App, dir: Direction, len: u64, at: Fed) {
 }
 
 /// Hand one reassembled piece to the flow's analyzer.
-fn deliver(flow: &mut Flow, app: &mut App, dir: Direction, piece: Piece<'_>, at: Fed) {
+fn deliver(flow: &mut Flow, app: &mut App, dir: Direction, piece: Piece<'_>, at: Fed<'_>) {
     match piece {
         Piece::Data(bytes) => {
             flow.payload[dir.index()] += bytes.len() as u64;
@@ -568,8 +580,9 @@ fn deliver(flow: &mut Flow, app: &mut App, dir: Direction, piece: Piece<'_>, at:
 }
 
 /// The analyzer context for bytes delivered at `at`.
-fn ctx(flow: &mut Flow, at: Fed) -> Ctx<'_> {
+fn ctx<'a>(flow: &'a mut Flow, at: Fed<'a>) -> Ctx<'a> {
     Ctx {
+        limits: at.limits,
         frame: at.frame,
         ts_ns: at.ts_ns,
         client_port: flow.client.port(),
@@ -579,9 +592,10 @@ fn ctx(flow: &mut Flow, at: Fed) -> Ctx<'_> {
 }
 
 #[derive(Clone, Copy)]
-struct Fed {
+struct Fed<'l> {
     frame: u64,
     ts_ns: i64,
+    limits: &'l ProtoLimits,
 }
 
 /// Ask every analyzer of the transport about a prefix. A `Certain` wins at once (in

@@ -33,11 +33,16 @@ pub struct FlowLimits {
 
 const SEC: i64 = 1_000_000_000;
 
+/// Default live-flow cap (see [`crate::limits::CAPS`]).
+pub const DEFAULT_MAX_LIVE: usize = 1 << 18;
+/// Default number of ended conversations remembered.
+pub const DEFAULT_MAX_REMEMBERED: usize = 1 << 18;
+
 impl Default for FlowLimits {
     fn default() -> Self {
         FlowLimits {
-            max_live: 262_144,
-            max_remembered: 1 << 18,
+            max_live: DEFAULT_MAX_LIVE,
+            max_remembered: DEFAULT_MAX_REMEMBERED,
             tcp_idle_ns: 600 * SEC,
             tcp_closed_ns: 5 * SEC,
             udp_idle_ns: 60 * SEC,

@@ -87,28 +87,7 @@ pub(crate) struct Template {
     pub pkts: Vec<TplPkt>,
 }
 
-/// Sum of big-endian 32-bit words of `data` (a trailing 2- or 1-byte part is padded with
-/// zeros), to be folded into a 16-bit one's-complement sum. Valid when `data` starts at
-/// an even offset of the checksummed region.
-pub(crate) fn ones_sum(data: &[u8]) -> u64 {
-    let mut s: u64 = 0;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        s += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-    }
-    let rest = chunks.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    s + u64::from(u32::from_be_bytes(tail))
-}
-
-/// Folds a word sum into the final Internet checksum (RFC 1071).
-pub(crate) fn fold_checksum(mut s: u64) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
+pub(crate) use crate::decode::checksum::{fold as fold_checksum, ones_sum};
 
 /// The concrete identity of one flow: addresses, ports, ISNs, IP id counters, VLAN.
 #[derive(Clone, Debug)]

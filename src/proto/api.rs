@@ -2,6 +2,7 @@
 //! analyzer owns a flow; the analyzer then receives the reassembled byte stream of each
 //! direction, in capture order, and writes what it sees into the flow's [`Posture`].
 
+use crate::limits::ProtoLimits;
 use crate::model::{Direction, Posture};
 
 /// What a probe thinks of a stream prefix.
@@ -34,6 +35,8 @@ pub struct Ctx<'a> {
     pub client_port: u16,
     pub server_port: u16,
     pub posture: &'a mut Posture,
+    /// Caps the analyzer must keep to.
+    pub limits: &'a ProtoLimits,
 }
 
 /// A protocol analyzer: one instance per flow.

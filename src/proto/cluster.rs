@@ -132,6 +132,7 @@ mod tests {
         let mut posture = Posture::default();
         for (i, (dir, d)) in datagrams.iter().enumerate() {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: i as u64 + 1,
                 ts_ns: 0,
                 client_port: CLUSTER_PORT,
@@ -141,6 +142,7 @@ mod tests {
             a.data(*dir, d, &mut cx);
         }
         let mut cx = Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
             frame: 99,
             ts_ns: 0,
             client_port: CLUSTER_PORT,

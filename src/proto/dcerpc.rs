@@ -31,8 +31,6 @@ const SEC_TRAILER_LEN: usize = 8;
 /// Presentation contexts remembered per connection (clients offer a handful; Windows
 /// limits a bind to a few dozen).
 const MAX_CONTEXTS: usize = 64;
-/// Requests awaiting a response, remembered for the endpoint mapper answers.
-const MAX_PENDING_CALLS: usize = 64;
 /// Distinct `dcerpc.opnum` facts per connection: the first calls name the conversation;
 /// a busy MAPI session would otherwise fill the fact set with noise.
 const MAX_OPNUM_FACTS: usize = 16;
@@ -625,7 +623,7 @@ impl DceRpcAnalyzer {
                 }
             }
             self.forget_call(h.call_id);
-            if self.pending.len() >= MAX_PENDING_CALLS {
+            if self.pending.len() >= cx.limits.transactions {
                 self.pending.remove(0);
                 self.report_cap(cx, "outstanding calls");
             }
@@ -953,6 +951,7 @@ mod tests {
         let mut next = Next::Continue;
         for (dir, frame, bytes) in chunks {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: *frame,
                 ts_ns: 0,
                 client_port: 50000,

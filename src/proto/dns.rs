@@ -505,6 +505,7 @@ mod tests {
         let mut posture = Posture::default();
         for (i, (dir, bytes)) in steps.iter().enumerate() {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: i as u64 + 1,
                 ts_ns: 0,
                 client_port: 50000,

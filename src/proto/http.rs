@@ -18,10 +18,9 @@ use crate::proto::dcerpc::DceRpcAnalyzer;
 use crate::proto::text::{b64, drive, is_keyword, printable, Drive, LineStep, Lines, Step};
 use std::collections::VecDeque;
 
-/// Largest request or response header block. IIS accepts 16 KiB per header and
-/// Negotiate headers carry Kerberos tickets of up to 48 KiB (MaxTokenSize) in base64;
-/// a block past 64 KiB is not a client Exchange serves.
-pub const MAX_HEADER: usize = 64 * 1024;
+/// Largest request or response header block by default (the run's cap is
+/// [`crate::limits::ProtoLimits::http_header`]).
+pub const MAX_HEADER: usize = crate::limits::DEFAULT_HTTP_HEADER;
 
 /// Largest OWA forms-login body kept. The form has six short fields (destination,
 /// flags, trusted, username, password, isUtf8); 16 KiB holds any real one.
@@ -29,9 +28,6 @@ pub const MAX_FORM_BODY: usize = 16 * 1024;
 
 /// Longest chunk-size or trailer line (RFC 9112 7.1.1 chunk extensions are short).
 pub const MAX_CHUNK_LINE: usize = 4096;
-
-/// Most requests waiting for their response (pipelining). Browsers pipeline a few.
-pub const MAX_PENDING: usize = 64;
 
 /// Distinct User-Agent / Server values recorded per flow: enough to tell clients apart.
 const MAX_AGENTS: usize = 4;
@@ -474,6 +470,7 @@ impl HttpAnalyzer {
     fn feed(&mut self, dir: Direction, data: &[u8], cx: &mut Ctx) -> Next {
         let i = dir.index();
         let mut buf = std::mem::take(&mut self.bufs[i]);
+        buf.cap = cx.limits.http_header;
         let r = drive(&mut buf, data, |input| self.step(dir, input, cx));
         self.bufs[i] = buf;
         match r {
@@ -483,7 +480,10 @@ impl HttpAnalyzer {
                 cx.posture.anomaly(
                     cx.frame,
                     "http.buffer-full",
-                    "parser state needs more than MAX_HEADER bytes",
+                    format!(
+                        "parser state needs more than {} bytes",
+                        cx.limits.http_header
+                    ),
                 );
                 Next::Done
             }
@@ -496,7 +496,7 @@ impl HttpAnalyzer {
             Side::Head => self.head(dir, input, cx),
             Side::Body(framing, sink) => self.body(dir, framing, sink, input, cx),
             Side::Held => {
-                if input.len() < MAX_HEADER {
+                if input.len() < cx.limits.http_header {
                     self.sides[i] = Side::Held;
                     return Step::NeedMore;
                 }
@@ -504,7 +504,8 @@ impl HttpAnalyzer {
                     cx.frame,
                     "http.client-ran-ahead",
                     format!(
-                        "{MAX_HEADER} bytes sent before the answer to CONNECT; assumed a tunnel"
+                        "{} bytes sent before the answer to CONNECT; assumed a tunnel",
+                        cx.limits.http_header
                     ),
                 );
                 Step::Stop
@@ -527,22 +528,24 @@ impl HttpAnalyzer {
         }
         let from = std::mem::take(&mut self.scanned[i]).min(input.len());
         let Some(end) = header_end(input, from.saturating_sub(2)) else {
-            if input.len() >= MAX_HEADER {
+            let cap = cx.limits.http_header;
+            if input.len() >= cap {
                 cx.posture.anomaly(
                     cx.frame,
                     "http.header-too-large",
-                    format!("header block longer than {MAX_HEADER} bytes; parser stopped"),
+                    format!("header block longer than {cap} bytes; parser stopped"),
                 );
                 return Step::Stop;
             }
             self.scanned[i] = input.len();
             return Step::NeedMore;
         };
-        if end > MAX_HEADER {
+        let cap = cx.limits.http_header;
+        if end > cap {
             cx.posture.anomaly(
                 cx.frame,
                 "http.header-too-large",
-                format!("header block of {end} bytes, over {MAX_HEADER}; parser stopped"),
+                format!("header block of {end} bytes, over {cap}; parser stopped"),
             );
             return Step::Stop;
         }
@@ -658,13 +661,16 @@ impl HttpAnalyzer {
             kind,
             target: printable(target),
         };
-        if self.pending.len() < MAX_PENDING {
+        if self.pending.len() < cx.limits.transactions {
             self.pending.push_back(pending);
         } else {
             cx.posture.anomaly(
                 cx.frame,
                 "http.too-many-pending",
-                format!("more than {MAX_PENDING} requests without a response"),
+                format!(
+                    "more than {} requests without a response",
+                    cx.limits.transactions
+                ),
             );
         }
         let sink = if forms {
@@ -1315,6 +1321,7 @@ mod tests {
         let mut posture = Posture::default();
         for (i, (dir, bytes)) in script.iter().enumerate() {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: i as u64 + 1,
                 ts_ns: 0,
                 client_port: 40000,

@@ -31,10 +31,6 @@ pub const MAX_KEPT_LITERAL: u64 = 1024;
 /// Arguments kept per command: tag, verb and the two arguments LOGIN has.
 const MAX_KEPT_ARGS: usize = 4;
 
-/// Most commands waiting for their tagged reply. Clients pipeline a few FETCH / STORE;
-/// a reply whose tag is unknown is reported rather than remembered forever.
-pub const MAX_PENDING: usize = 256;
-
 pub const REGISTRATION: Registration = Registration {
     name: "imap",
     tcp: true,
@@ -444,11 +440,14 @@ impl ImapAnalyzer {
             "IDLE" => Kind::Idle,
             _ => Kind::Other,
         };
-        if self.pending.len() >= MAX_PENDING {
+        if self.pending.len() >= cx.limits.transactions {
             cx.posture.anomaly(
                 cx.frame,
                 "imap.too-many-pending",
-                format!("more than {MAX_PENDING} commands without a tagged reply"),
+                format!(
+                    "more than {} commands without a tagged reply",
+                    cx.limits.transactions
+                ),
             );
             return;
         }

@@ -1109,6 +1109,7 @@ mod tests {
         let mut next = Next::Continue;
         for (dir, frame, bytes) in steps {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: *frame,
                 ts_ns: 0,
                 client_port: 50000,
@@ -1118,6 +1119,7 @@ mod tests {
             next = a.data(*dir, bytes, &mut cx);
         }
         let mut cx = Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
             frame: 999,
             ts_ns: 0,
             client_port: 50000,

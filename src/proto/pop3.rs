@@ -22,10 +22,6 @@ use std::collections::VecDeque;
 /// once encoded).
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Most commands waiting for a response (RFC 2449 PIPELINING); a mail client pipelines a
-/// batch of RETR / DELE per poll.
-pub const MAX_PENDING: usize = 256;
-
 pub const REGISTRATION: Registration = Registration {
     name: "pop3",
     tcp: true,
@@ -196,11 +192,14 @@ impl Pop3Analyzer {
     }
 
     fn expect(&mut self, cmd: Cmd, cx: &mut Ctx) {
-        if self.pending.len() >= MAX_PENDING {
+        if self.pending.len() >= cx.limits.transactions {
             cx.posture.anomaly(
                 cx.frame,
                 "pop3.too-many-pending",
-                format!("more than {MAX_PENDING} commands without a response"),
+                format!(
+                    "more than {} commands without a response",
+                    cx.limits.transactions
+                ),
             );
             return;
         }

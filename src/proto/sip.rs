@@ -579,6 +579,7 @@ mod tests {
         let mut next = Next::Continue;
         for (i, (dir, bytes)) in steps.iter().enumerate() {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: i as u64 + 1,
                 ts_ns: 0,
                 client_port: 5060,

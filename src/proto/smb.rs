@@ -26,8 +26,6 @@ pub const TRANSPORT_HEADER_LEN: usize = 4;
 /// connect, create and pipe transactions are far smaller; larger messages are file READ /
 /// WRITE data (up to 8 MiB), of which only the header part is needed.
 pub const MAX_SMB_MESSAGE: usize = 128 * 1024;
-/// Requests awaiting their response (the client's credit window is usually < 128).
-const MAX_PENDING: usize = 128;
 /// Tree connects remembered per connection.
 const MAX_TREES: usize = 64;
 /// Named pipes followed per connection, each with its own DCE/RPC state.
@@ -1432,7 +1430,7 @@ impl SmbAnalyzer {
 
     fn add_pending(&mut self, mid: u64, op: PendingOp, cx: &mut Ctx) {
         self.pending.retain(|(m, _)| *m != mid);
-        if self.pending.len() >= MAX_PENDING {
+        if self.pending.len() >= cx.limits.transactions {
             self.pending.remove(0);
             self.report_cap(cx, "outstanding requests");
         }
@@ -1450,7 +1448,7 @@ impl SmbAnalyzer {
         let kind = std::mem::discriminant(&op);
         self.smb1_pending
             .retain(|(m, o)| *m != mid || std::mem::discriminant(o) != kind);
-        if self.smb1_pending.len() >= MAX_PENDING {
+        if self.smb1_pending.len() >= cx.limits.transactions {
             self.smb1_pending.remove(0);
             self.report_cap(cx, "outstanding SMB1 requests");
         }
@@ -1667,6 +1665,7 @@ mod tests {
         let mut next = Next::Continue;
         for (dir, frame, bytes) in chunks {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: *frame,
                 ts_ns: 0,
                 client_port: 50000,

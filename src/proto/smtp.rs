@@ -24,10 +24,6 @@ use std::collections::VecDeque;
 /// up to 48 KiB (Windows MaxTokenSize) once encoded.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Most commands waiting for their reply. RFC 2920 pipelines a handful (MAIL, RCPT per
-/// recipient, DATA); Exchange caps recipients per message far below this.
-pub const MAX_PENDING: usize = 256;
-
 pub const REGISTRATION: Registration = Registration {
     name: "smtp",
     tcp: true,
@@ -268,11 +264,14 @@ impl SmtpAnalyzer {
     }
 
     fn expect(&mut self, cmd: Cmd, cx: &mut Ctx) {
-        if self.pending.len() >= MAX_PENDING {
+        if self.pending.len() >= cx.limits.transactions {
             cx.posture.anomaly(
                 cx.frame,
                 "smtp.too-many-pending",
-                format!("more than {MAX_PENDING} commands without a reply"),
+                format!(
+                    "more than {} commands without a reply",
+                    cx.limits.transactions
+                ),
             );
             return;
         }
@@ -575,6 +574,7 @@ mod one_sided_tests {
         let mut p = Posture::default();
         let mut a = SmtpAnalyzer::new();
         let mut cx = Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
             frame: 1,
             ts_ns: 0,
             client_port: 50000,

@@ -15,6 +15,7 @@ pub fn feed(
     let mut done = false;
     for (i, (dir, bytes)) in script.iter().enumerate() {
         let mut cx = Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
             frame: i as u64 + 1,
             ts_ns: 0,
             client_port: 40000,
@@ -33,6 +34,7 @@ pub fn feed(
         }
     }
     let mut cx = Ctx {
+        limits: &crate::limits::ProtoLimits::DEFAULT,
         frame: script.len() as u64 + 1,
         ts_ns: 0,
         client_port: 40000,

@@ -447,6 +447,15 @@ impl TlsAnalyzer {
                 Header::Record { typ, len } => {
                     side.rec.truncate(RECORD_HEADER_LEN);
                     side.records += 1;
+                    if side.records > cx.limits.tls_handshake_records {
+                        let n = side.records - 1;
+                        self.fail(
+                            "tls.too-many-records",
+                            format!("{n} records before encryption; parser stopped (cap)"),
+                            cx,
+                        );
+                        continue;
+                    }
                     self.recognised = true;
                     self.info(cx);
                     self.record_header(d, first, typ, len, cx);

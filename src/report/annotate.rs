@@ -20,25 +20,8 @@ pub fn annotate(
     let Source::Path(input) = source else {
         return Err("--annotate needs a capture file, not standard input".into());
     };
-    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(out)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
-        return Err(format!(
-            "{}: refusing to annotate over the input capture",
-            out.display()
-        ));
-    }
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "annotated.pcapng".into());
-    let tmp = dir.join(format!(".{name}.dpaudit-{}.tmp", std::process::id()));
+    super::output::refuse_input(out, std::slice::from_ref(input))?;
+    let tmp = super::output::temp_path(out);
     let result = write_copy(source, &tmp, comments);
     match result {
         Ok(n) => std::fs::rename(&tmp, out)

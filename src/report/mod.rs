@@ -3,6 +3,7 @@
 pub mod annotate;
 pub mod audit;
 pub mod flows;
+pub mod output;
 
 /// A JSON write error as an I/O error of the same kind, so a closed pipe stays a
 /// `BrokenPipe` the command line can ignore.

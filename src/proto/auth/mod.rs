@@ -203,6 +203,7 @@ pub(crate) mod tests {
 
     pub(crate) fn ctx(posture: &mut Posture, frame: u64) -> Ctx<'_> {
         Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
             frame,
             ts_ns: 0,
             client_port: 49152,

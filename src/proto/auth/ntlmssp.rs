@@ -581,6 +581,7 @@ pub(crate) mod tests {
         let mut p = Posture::default();
         let s = {
             let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame: 8,
                 ts_ns: 0,
                 client_port: 50000,

@@ -165,6 +165,7 @@ fn drive(script: &[(Direction, Vec<u8>)]) -> (Posture, Vec<Next>, TlsAnalyzer) {
     let mut nexts = Vec::new();
     for (i, (dir, bytes)) in script.iter().enumerate() {
         let mut cx = Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
             frame: i as u64 + 1,
             ts_ns: 0,
             client_port: 40000,
@@ -674,6 +675,7 @@ fn gap_before_encryption_stops() {
     let mut rng = Rng::new(15);
     let (mut p, _, mut a) = drive(&[(C, tls_client_hello(&mut rng, TLS12, None))]);
     let mut cx = Ctx {
+        limits: &crate::limits::ProtoLimits::DEFAULT,
         frame: 2,
         ts_ns: 0,
         client_port: 40000,
@@ -695,6 +697,7 @@ fn gap_after_encryption_continues() {
     flight.extend_from_slice(&tls_ccs_finished(&mut rng, TLS12));
     let (mut p, _, mut a) = drive(&[(C, tls_client_hello(&mut rng, TLS12, None)), (S, flight)]);
     let mut cx = Ctx {
+        limits: &crate::limits::ProtoLimits::DEFAULT,
         frame: 3,
         ts_ns: 0,
         client_port: 40000,
@@ -762,6 +765,7 @@ fn feed_cut(script: &[(Direction, Vec<u8>)], cuts: &[f64]) -> Posture {
     let mut posture = Posture::default();
     for (i, (dir, bytes)) in script.iter().enumerate() {
         let mut cx = Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
             frame: i as u64 + 1,
             ts_ns: 0,
             client_port: 40000,
