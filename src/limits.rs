@@ -133,6 +133,14 @@ pub const CAPS: &[CapInfo] = &[
         when_hit: "each flow that passed it (anomalies *.too-many-pending, smb/dcerpc.state-over-cap)",
     },
     CapInfo {
+        name: "audit-flows",
+        flag: "--max-audit-flows",
+        unit: "flows (audit only)",
+        default: crate::report::audit::DEFAULT_MAX_AUDIT_FLOWS as u64,
+        why: "flow records an audit holds to infer roles over the whole capture before judging any flow (two to six kilobytes each with its classification); `flows` streams and holds none.",
+        when_hit: "each flow past it: counted, verdict unknown, not judged",
+    },
+    CapInfo {
         name: "capture-record",
         flag: "--max-record",
         unit: "bytes",

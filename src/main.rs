@@ -60,6 +60,12 @@ enum Cmd {
         /// Flows interleaved at once for --size.
         #[arg(long, default_value_t = 2000)]
         concurrency: usize,
+        /// Instead of scenarios: a hostile or damaged capture (`--hostile list` names them).
+        #[arg(long)]
+        hostile: Option<String>,
+        /// Packets (or flows, or bytes) of a hostile flood; default per kind.
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 
@@ -126,6 +132,29 @@ struct EngineArgs {
     /// Idle seconds (capture time) before a UDP flow record is closed.
     #[arg(long, default_value_t = 60)]
     udp_timeout: u32,
+    /// At the end, print frames, bytes, time, throughput and peak memory (RSS) to
+    /// standard error.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The `--stats` line.
+fn print_stats(started: std::time::Instant, frames: u64, bytes: u64) {
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let rss = peak_rss().map_or_else(|| "unknown".to_string(), |b| format!("{}", b >> 20));
+    eprintln!(
+        "dpaudit: stats: {frames} frames, {bytes} bytes in {secs:.3} s ({:.1} MB/s, {:.0} frames/s), peak RSS {rss} MiB",
+        bytes as f64 / secs / 1e6,
+        frames as f64 / secs
+    );
 }
 
 impl EngineArgs {
@@ -180,11 +209,15 @@ struct AuditArgs {
     /// instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Flow records held for judging; flows past it are counted with an unknown verdict.
+    #[arg(long, default_value_t = dpaudit::report::audit::DEFAULT_MAX_AUDIT_FLOWS)]
+    max_audit_flows: usize,
     #[command(flatten)]
     engine: EngineArgs,
 }
 
 fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let started = std::time::Instant::now();
     use dpaudit::report::audit;
     let catalog = match &args.catalog {
         Some(p) => dpaudit::catalog::Catalog::load(p)?,
@@ -217,7 +250,7 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     // Opened before the run so that a refused or unwritable destination fails early.
     let mut out = dpaudit::report::output::ReportOut::open(args.output.as_deref(), &args.captures)?;
-    let mut a = audit::run(&sources, &cfg, &catalog, stated);
+    let mut a = audit::run(&sources, &cfg, &catalog, stated, args.max_audit_flows);
     if let Some(known) = &known {
         a.apply_baseline(known);
     }
@@ -251,6 +284,9 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     out.finish()?;
+    if args.engine.stats {
+        print_stats(started, a.coverage.frames, a.coverage.bytes);
+    }
     if let (Some(dest), Some(src)) = (&args.annotate, sources.first()) {
         let comments = audit::evidence_comments(&a, 0);
         let n = dpaudit::report::annotate::annotate(src, dest, &comments)?;
@@ -310,9 +346,12 @@ enum OutFormat {
     Table,
     Json,
     Jsonl,
+    /// The files and the coverage section only, as JSON (no flow records).
+    Summary,
 }
 
 fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let started = std::time::Instant::now();
     use dpaudit::flow::{analyze, EngineConfig, FileResult};
     use std::io::IsTerminal;
     let threads = thread_count(args.threads);
@@ -346,6 +385,7 @@ fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         OutFormat::Table => Format::Table,
         OutFormat::Json => Format::Json,
         OutFormat::Jsonl => Format::Jsonl,
+        OutFormat::Summary => Format::Summary,
     };
     let opts = Options {
         show_secrets: args.show_secrets,
@@ -365,6 +405,7 @@ fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         // Several captures at once: each prints into its own buffer, copied in order.
         let sub = match fmt {
             Format::Table => Format::Table,
+            Format::Summary => Format::Summary,
             _ => Format::Jsonl,
         };
         let done = analyze(&sources, &cfg, |i| {
@@ -402,6 +443,11 @@ fn flows(args: FlowsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     writer.finish(&results)?.finish()?;
+    if args.engine.stats {
+        let frames = results.iter().map(|r| r.summary.frames).sum();
+        let bytes = results.iter().map(|r| r.summary.bytes).sum();
+        print_stats(started, frames, bytes);
+    }
     Ok(code)
 }
 
@@ -512,7 +558,23 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             size,
             mix,
             concurrency,
+            hostile,
+            count,
         } => {
+            if let Some(kind) = hostile {
+                use dpaudit::gen::hostile;
+                if kind == "list" {
+                    for k in hostile::KINDS {
+                        writeln!(out, "{:<22}{}", k.name, k.about)?;
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let f = std::fs::File::create(&output)?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+                hostile::write(&kind, count, &mut w)?;
+                w.flush()?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let fmt = if pcapng {
                 dpaudit::gen::Format::Pcapng
             } else {

@@ -184,6 +184,29 @@ fn dlt(l: pcap_parser::Linktype) -> u32 {
     u32::try_from(l.0).unwrap_or(u32::MAX)
 }
 
+/// The captured length the next record claims, read from its header in `pending` (the
+/// unread bytes), when its header is there: pcap record headers, and pcapng Enhanced
+/// Packet Blocks (whose block length bounds it too).
+fn claimed_len(pending: &[u8], format: &str, legacy_be: bool, section_be: bool) -> Option<u32> {
+    let u32_at = |at: usize, be: bool| {
+        let b = *pending.get(at..)?.first_chunk::<4>()?;
+        Some(if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    if format == "pcapng" {
+        const EPB: u32 = 6;
+        (u32_at(0, section_be)? == EPB).then_some(())?;
+        u32_at(20, section_be)
+    } else if format.starts_with("pcap") {
+        u32_at(8, legacy_be)
+    } else {
+        None
+    }
+}
+
 /// Read every frame of `source`, calling `on_frame` for each, in file order.
 ///
 /// On a damaged record the frames before it have been delivered; the error names the
@@ -251,6 +274,7 @@ pub fn read_capture_capped(
     let mut last_ts: i64 = i64::MIN;
     let mut buffer_size = READ_BUFFER;
     let mut section_be = false;
+    let mut legacy_be = false;
 
     let damaged = |offset: u64, detail: String| CaptureError::Damaged {
         path: source.display(),
@@ -265,6 +289,7 @@ pub fn read_capture_capped(
                 let mut skip_frame = false;
                 match block {
                     PcapBlockOwned::LegacyHeader(h) => {
+                        legacy_be = h.is_bigendian();
                         legacy_linktype = dlt(h.network);
                         legacy_nsec = h.is_nanosecond_precision();
                         summary.format = if h.is_modified_format() {
@@ -278,6 +303,7 @@ pub fn read_capture_capped(
                     }
                     PcapBlockOwned::Legacy(b) => {
                         if b.caplen > max_record {
+                            summary.oversize_records += 1;
                             return Err(damaged(
                                 offset,
                                 format!(
@@ -391,6 +417,17 @@ pub fn read_capture_capped(
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => {
+                if let Some(n) = claimed_len(rd.data(), &summary.format, legacy_be, section_be)
+                    .filter(|&n| n > max_record)
+                {
+                    // Name the absurd length rather than trying to buffer it (a 4 GiB
+                    // claim) or saying only that the file ended.
+                    summary.oversize_records += 1;
+                    return Err(damaged(
+                        offset,
+                        format!("record claims {n} captured bytes (limit {max_record})"),
+                    ));
+                }
                 if rd.refill().is_err() {
                     return Err(CaptureError::Read {
                         path,
@@ -400,6 +437,17 @@ pub fn read_capture_capped(
                 }
             }
             Err(PcapError::BufferTooSmall) => {
+                if let Some(n) = claimed_len(rd.data(), &summary.format, legacy_be, section_be)
+                    .filter(|&n| n > max_record)
+                {
+                    // Name the absurd length rather than trying to buffer it (a 4 GiB
+                    // claim) or saying only that the file ended.
+                    summary.oversize_records += 1;
+                    return Err(damaged(
+                        offset,
+                        format!("record claims {n} captured bytes (limit {max_record})"),
+                    ));
+                }
                 if buffer_size >= MAX_BUFFER {
                     return Err(damaged(
                         offset,
@@ -417,6 +465,17 @@ pub fn read_capture_capped(
                 }
             }
             Err(PcapError::UnexpectedEof) => {
+                if let Some(n) = claimed_len(rd.data(), &summary.format, legacy_be, section_be)
+                    .filter(|&n| n > max_record)
+                {
+                    // Name the absurd length rather than trying to buffer it (a 4 GiB
+                    // claim) or saying only that the file ended.
+                    summary.oversize_records += 1;
+                    return Err(damaged(
+                        offset,
+                        format!("record claims {n} captured bytes (limit {max_record})"),
+                    ));
+                }
                 return Err(damaged(
                     offset,
                     "file ends in the middle of a record".into(),

@@ -28,6 +28,7 @@
 //! flows keep both addresses and vary the client port. Servers stay on the plan.
 //! MAC addresses are `02:15:5d` followed by the low three bytes of the address.
 
+pub mod hostile;
 mod packet;
 pub(crate) mod payloads;
 mod scenarios;

@@ -3,6 +3,7 @@
 //! Audit needs every flow before it can judge any (roles are inferred from the whole
 //! capture), so it holds the flows of a run in memory; `flows` is the streaming command.
 
+use super::coverage::{unknown_encryption, Coverage};
 use super::flows::{FlowView, Options};
 use crate::capture::Source;
 use crate::catalog::roles::Roles;
@@ -10,7 +11,8 @@ use crate::catalog::{Catalog, Vocabulary};
 use crate::classify::infer::{infer_roles, RoleMap};
 use crate::classify::paths::{classify, Classification};
 use crate::findings::{evaluate, sort_findings, Finding, Severity};
-use crate::flow::{collect_file, EngineConfig, FileResult, Flow};
+use crate::flow::pipeline::analyze_file;
+use crate::flow::{sort_flows, EngineConfig, FileResult, Flow, FlowSink};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,21 +42,55 @@ pub struct Audit {
     pub roles: RoleMap,
     /// Findings dropped because a baseline already knew their fingerprint.
     pub suppressed: usize,
+    /// What the run could and could not see (computed before any baseline).
+    pub coverage: Coverage,
+}
+
+/// Flow records an audit holds by default (each costs two to six kilobytes with its
+/// classification; 250 000 stay under about 1.5 GiB): past it,
+/// flows are counted, reported with an unknown verdict, and not judged.
+pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 250_000;
+
+/// The flows of one capture, up to what the run may still hold.
+struct Held {
+    flows: Vec<Flow>,
+    room: usize,
+    over: u64,
+}
+
+impl FlowSink for Held {
+    fn flow(&mut self, f: Flow) {
+        if self.flows.len() < self.room {
+            self.flows.push(f);
+        } else {
+            self.over += 1;
+        }
+    }
 }
 
 /// Read every capture, infer roles over all of them, classify and judge each flow.
+/// At most `max_flows` flow records are held (see [`DEFAULT_MAX_AUDIT_FLOWS`]).
 pub fn run(
     sources: &[Source],
     cfg: &EngineConfig,
     catalog: &Catalog,
     stated: Option<Roles>,
+    max_flows: usize,
 ) -> Audit {
     let mut files = Vec::new();
     let mut all: Vec<(usize, Flow)> = Vec::new();
+    let mut over = 0u64;
     for (i, s) in sources.iter().enumerate() {
-        let (r, flows) = collect_file(s, cfg, cfg.threads);
+        let mut held = Held {
+            flows: Vec::new(),
+            room: max_flows.saturating_sub(all.len()),
+            over: 0,
+        };
+        let r = analyze_file(s, cfg, cfg.threads, &mut held);
+        sort_flows(&mut held.flows);
         files.push(r);
-        all.extend(flows.into_iter().map(|f| (i, f)));
+        over += held.over;
+        all.extend(held.flows.into_iter().map(|f| (i, f)));
     }
     let just_flows: Vec<Flow> = all.iter().map(|(_, f)| f.clone()).collect();
     let inferred = infer_roles(&just_flows);
@@ -63,12 +99,24 @@ pub fn run(
         Some(s) => RoleMap::new(s, inferred),
         None => RoleMap::inferred_only(inferred),
     };
+    let mut coverage = Coverage::default();
+    for r in &files {
+        coverage.add_file(r);
+    }
+    coverage.add_unheld(over);
     let mut flows = Vec::new();
     let mut findings = Vec::new();
     for (file, flow) in all {
         let class = classify(&flow, catalog, &roles);
         let mut found = evaluate(&flow, &class, catalog);
         sort_findings(&mut found);
+        let unknown = found
+            .iter()
+            .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
+            .map(|f| f.observed.clone())
+            .or_else(|| unknown_encryption(&flow));
+        let path = files.get(file).map_or("", |r| r.path.as_str());
+        coverage.add_flow(path, &flow, unknown);
         findings.extend(found.into_iter().map(|finding| Located { file, finding }));
         flows.push(Audited { file, flow, class });
     }
@@ -87,6 +135,7 @@ pub fn run(
         findings,
         roles,
         suppressed: 0,
+        coverage,
     }
 }
 
@@ -162,36 +211,67 @@ fn roles_json(a: &Audit) -> Value {
     json!({ "hosts": roles, "contradictions": a.roles.contradictions() })
 }
 
-/// The audit as one JSON document (`version`, `files`, `flows`, `findings`, `roles`).
+/// The audit as one JSON document (`version`, `files`, `flows`, `findings`,
+/// `suppressed_by_baseline`, `roles`, `coverage`). Flows and findings are written one
+/// compact object a line as they are serialised, never built as one tree in memory.
 pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()> {
     let path = |i: usize| a.files.get(i).map_or("", |r| r.path.as_str());
-    let flows: Vec<AuditedView> = a
-        .flows
-        .iter()
-        .map(|x| AuditedView {
+    let pretty = |out: &mut dyn Write, v: &dyn erased::Ser| -> io::Result<()> {
+        let mut text = Vec::new();
+        v.pretty(&mut text).map_err(super::json_io)?;
+        // Indent the nested document by two spaces to sit under its key.
+        let text = String::from_utf8_lossy(&text).replace('\n', "\n  ");
+        out.write_all(text.as_bytes())
+    };
+    writeln!(out, "{{\n  \"version\": {VERSION},")?;
+    write!(out, "  \"files\": ")?;
+    let files: Vec<Value> = a.files.iter().map(super::flows::file_json).collect();
+    pretty(out, &files)?;
+    write!(out, ",\n  \"flows\": [")?;
+    for (i, x) in a.flows.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        let view = AuditedView {
             flow: FlowView::new(path(x.file), &x.flow, o),
             data_paths: x.class.ids(),
             classification: &x.class,
-        })
-        .collect();
-    let findings: Vec<FindingView> = a
-        .findings
-        .iter()
-        .map(|l| FindingView {
+        };
+        serde_json::to_writer(&mut *out, &view).map_err(super::json_io)?;
+    }
+    write!(
+        out,
+        "{}],\n  \"findings\": [",
+        if a.flows.is_empty() { "" } else { "\n  " }
+    )?;
+    for (i, l) in a.findings.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+        let view = FindingView {
             file: path(l.file),
             finding: &l.finding,
-        })
-        .collect();
-    let doc = json!({
-        "version": VERSION,
-        "files": a.files.iter().map(super::flows::file_json).collect::<Vec<_>>(),
-        "flows": flows,
-        "findings": findings,
-        "suppressed_by_baseline": a.suppressed,
-        "roles": roles_json(a),
-    });
-    serde_json::to_writer_pretty(&mut *out, &doc).map_err(super::json_io)?;
-    writeln!(out)
+        };
+        serde_json::to_writer(&mut *out, &view).map_err(super::json_io)?;
+    }
+    write!(
+        out,
+        "{}],\n  \"suppressed_by_baseline\": {},\n  \"roles\": ",
+        if a.findings.is_empty() { "" } else { "\n  " },
+        a.suppressed
+    )?;
+    pretty(out, &roles_json(a))?;
+    write!(out, ",\n  \"coverage\": ")?;
+    pretty(out, &a.coverage)?;
+    writeln!(out, "\n}}")
+}
+
+/// Pretty-printing of values of different types behind one reference.
+mod erased {
+    pub trait Ser {
+        fn pretty(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn pretty(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+            serde_json::to_writer_pretty(out, self)
+        }
+    }
 }
 
 /// One finding a line.
@@ -352,18 +432,7 @@ pub fn write_table(
     for c in a.roles.contradictions() {
         writeln!(out, "contradiction: {c}")?;
     }
-    let frames: u64 = a.files.iter().map(|r| r.summary.frames).sum();
-    let unknown = a
-        .flows
-        .iter()
-        .filter(|x| x.flow.posture.encryption.as_str() == "unknown")
-        .count();
-    writeln!(
-        out,
-        "\nCOVERAGE: {} files, {frames} frames, {} flows ({unknown} with unknown encryption)",
-        a.files.len(),
-        a.flows.len()
-    )?;
+    a.coverage.write_text(out)?;
     Ok(())
 }
 
@@ -440,6 +509,29 @@ pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
             })
         })
         .collect();
+    // What could not be seen: unreadable files, caps reached, flows left unknown.
+    let mut notes: Vec<(&str, String)> = Vec::new();
+    for r in &a.files {
+        if let Some(e) = &r.error {
+            notes.push(("error", e.to_string()));
+        }
+    }
+    for (cap, n) in &a.coverage.caps_hit {
+        notes.push(("warning", format!("cap {cap} reached {n} time(s)")));
+    }
+    if a.coverage.unknown_verdict_count > 0 {
+        notes.push((
+            "warning",
+            format!(
+                "{} flow(s) could not be judged (verdict unknown)",
+                a.coverage.unknown_verdict_count
+            ),
+        ));
+    }
+    let notifications: Vec<Value> = notes
+        .into_iter()
+        .map(|(level, text)| json!({ "level": level, "message": { "text": text } }))
+        .collect();
     let doc = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -456,6 +548,12 @@ pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
             })).collect::<Vec<_>>(),
             "results": results,
             "columnKind": "unicodeCodePoints",
+            "invocations": [{
+                "executionSuccessful": !a.coverage.nothing_analysed()
+                    && a.coverage.files_unreadable == 0,
+                "toolExecutionNotifications": notifications,
+            }],
+            "properties": { "coverage": a.coverage },
         }],
     });
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(super::json_io)?;

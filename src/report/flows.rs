@@ -9,6 +9,7 @@
 //! does not grow with the capture. The table is for people: it is sorted by stream and
 //! therefore held until the end.
 
+use super::coverage::{unknown_encryption, Coverage};
 use crate::flow::{endpoint, FileResult, Flow, FlowSink, Transport};
 use crate::model::{Anomaly, AuthEvent, TlsInfo};
 use serde::Serialize;
@@ -24,6 +25,8 @@ pub enum Format {
     Table,
     Json,
     Jsonl,
+    /// No flow records: the files and the coverage section only (JSON).
+    Summary,
 }
 
 /// Options shared by the writers.
@@ -305,6 +308,7 @@ pub struct FlowWriter<W: Write + Send> {
     error: Option<io::Error>,
     /// Reused for every flow's JSON (growing a fresh vector per flow cost 11% of a run).
     line: Vec<u8>,
+    coverage: Coverage,
 }
 
 impl<W: Write + Send> FlowWriter<W> {
@@ -319,6 +323,7 @@ impl<W: Write + Send> FlowWriter<W> {
             rows: Vec::new(),
             error: None,
             line: Vec::with_capacity(4096),
+            coverage: Coverage::default(),
         };
         if fmt == Format::Json {
             let head = format!("{{\n  \"schema\": \"{SCHEMA}\",\n  \"flows\": [");
@@ -366,12 +371,13 @@ impl<W: Write + Send> FlowWriter<W> {
     /// Take over what a per-capture writer (same format, JSON lines for JSON) collected.
     pub fn absorb(&mut self, other: FlowWriter<Vec<u8>>) {
         let base = self.files.len();
+        self.coverage.merge(other.coverage);
         self.files.extend(other.files);
         for mut r in other.rows {
             r.file += base;
             self.rows.push(r);
         }
-        if self.fmt != Format::Table {
+        if !matches!(self.fmt, Format::Table | Format::Summary) {
             for line in other.out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 self.entry(line);
             }
@@ -380,6 +386,9 @@ impl<W: Write + Send> FlowWriter<W> {
 
     /// Close the report: the JSON document's `files`, or the sorted table.
     pub fn finish(mut self, results: &[FileResult]) -> io::Result<W> {
+        for r in results {
+            self.coverage.add_file(r);
+        }
         match self.fmt {
             Format::Json => {
                 let files: Vec<Value> = results.iter().map(file_json).collect();
@@ -389,8 +398,10 @@ impl<W: Write + Send> FlowWriter<W> {
                     "\n  ],\n"
                 };
                 self.put(close.as_bytes());
-                let mut text = serde_json::to_string_pretty(&json!({ "files": files }))
-                    .map_err(super::json_io)?;
+                let mut text = serde_json::to_string_pretty(
+                    &json!({ "files": files, "coverage": self.coverage }),
+                )
+                .map_err(super::json_io)?;
                 // splice `"files": [...]` into the open document
                 text.remove(0);
                 self.put(b" ");
@@ -398,7 +409,19 @@ impl<W: Write + Send> FlowWriter<W> {
                 self.put(b"\n");
             }
             Format::Jsonl => {}
-            Format::Table => self.table(results),
+            Format::Summary => {
+                let files: Vec<Value> = results.iter().map(file_json).collect();
+                let doc = json!({ "schema": SCHEMA, "files": files, "coverage": self.coverage });
+                let text = serde_json::to_string_pretty(&doc).map_err(super::json_io)?;
+                self.put(text.as_bytes());
+                self.put(b"\n");
+            }
+            Format::Table => {
+                self.table(results);
+                let mut text = Vec::new();
+                self.coverage.write_text(&mut text)?;
+                self.put(&text);
+            }
         }
         if let Some(e) = self.error.take() {
             return Err(e);
@@ -499,6 +522,7 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
         if let Some(t) = self.files.last_mut() {
             t.flows += 1;
             t.frames_in_flows += f.total_frames();
+            self.coverage.add_flow(&t.path, &f, unknown_encryption(&f));
         }
         if self.fmt == Format::Table {
             let ports = f.transport.has_ports();
@@ -525,7 +549,7 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
             });
             return;
         }
-        if self.error.is_some() {
+        if self.error.is_some() || self.fmt == Format::Summary {
             return;
         }
         let path = self

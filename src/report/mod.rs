@@ -2,6 +2,7 @@
 
 pub mod annotate;
 pub mod audit;
+pub mod coverage;
 pub mod flows;
 pub mod output;
 
