@@ -47,6 +47,10 @@ enum Cmd {
         /// Scenario names (see --list); empty = all.
         #[arg(long)]
         scenario: Vec<String>,
+        /// Instead of scenarios: a data-path family capture (fixtures/families), e.g.
+        /// transport-compliant, handshakes only.
+        #[arg(long, conflicts_with = "scenario")]
+        family: Option<String>,
         #[arg(long)]
         list: bool,
         #[arg(long)]
@@ -553,6 +557,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             output,
             seed,
             scenario,
+            family,
             list,
             pcapng,
             size,
@@ -620,7 +625,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 scenario.iter().map(String::as_str).collect()
             };
             let mut f = std::fs::File::create(&output)?;
-            let st = dpaudit::gen::write_scenarios(&names, seed, fmt, &mut f)?;
+            let st = match &family {
+                Some(fam) => dpaudit::gen::write_family(fam, seed, fmt, &mut f)?,
+                None => dpaudit::gen::write_scenarios(&names, seed, fmt, &mut f)?,
+            };
             writeln!(
                 out,
                 "{}: {} packets, {} bytes",

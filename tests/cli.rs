@@ -14,7 +14,7 @@ fn frames_counts_the_shipped_fixture() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pcapng"), "{text}");
-    assert!(text.contains("767 frames"), "{text}");
+    assert!(text.contains("818 frames"), "{text}");
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn truncated_capture_reports_offset_and_partial_count() {
     assert!(err.contains("offset"), "{err}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("frames") && !text.contains("767 frames"),
+        text.contains("frames") && !text.contains("818 frames"),
         "{text}"
     );
 }

@@ -58,7 +58,7 @@ fn scenario_index(name: &str) -> usize {
 fn stream_indices_are_dense_and_ordered_by_first_frame() {
     let doc = json_of(&["flows", "--format", "json", FIXTURE]);
     assert_eq!(doc["schema"], "dpaudit.flows/1");
-    assert_eq!(doc["files"][0]["frames"], 767);
+    assert_eq!(doc["files"][0]["frames"], 818);
     for t in ["tcp", "udp"] {
         let mut seen: Vec<(u64, u64)> = flows(&doc)
             .iter()
@@ -84,7 +84,7 @@ fn stream_indices_are_dense_and_ordered_by_first_frame() {
         .iter()
         .map(|f| f["frames"].as_u64().unwrap())
         .sum();
-    assert_eq!(in_flows, 767);
+    assert_eq!(in_flows, 818);
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn jsonl_table_and_stdin_agree() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("STREAM"), "{text}");
     assert!(
-        text.contains(&format!("{} flows, 767 frames", lines.len())),
+        text.contains(&format!("{} flows, 818 frames", lines.len())),
         "{text}"
     );
 }
@@ -250,7 +250,7 @@ fn damaged_tail_warns_and_keeps_what_came_before() {
     assert!(err.contains("cut.pcapng"), "{err}");
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let frames = doc["files"][0]["frames"].as_u64().unwrap();
-    assert!(frames > 100 && frames < 767, "{frames}");
+    assert!(frames > 100 && frames < 818, "{frames}");
     assert!(!flows(&doc).is_empty());
     assert!(doc["files"][0]["error"]
         .as_str()

@@ -839,13 +839,24 @@ mod tests {
         for f in hub_hub {
             assert_eq!(best(f), ("T1".into(), Confidence::High));
         }
-        // smtp-edge-hub-mutualtls
-        let c = class(the("192.0.2.25", 25));
-        assert_eq!(c.ids(), ["T3"]);
-        assert!(c.paths[0]
-            .reasons
+        // smtp-edge-hub-mutualtls and smtp-edge-hub-no-client-cert: both T3 (the Edge
+        // role comes from the first), only the first with the certificate reason
+        let edge: Vec<&Flow> = fix()
+            .flows
             .iter()
-            .any(|r| r.contains("client certificate")));
+            .filter(|f| f.client.ip().to_string() == "192.0.2.25" && f.server.port() == 25)
+            .collect();
+        assert_eq!(edge.len(), 2);
+        for f in edge {
+            let c = class(f);
+            assert_eq!(c.ids(), ["T3"]);
+            let cert = f.posture.tls.as_ref().is_some_and(|t| t.client_cert);
+            let reason = c.paths[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("client certificate"));
+            assert_eq!(cert, reason, "{:?}", c.paths[0].reasons);
+        }
         // smtp-client-auth-login-clear (587), smtp-starttls-refused (25)
         assert_eq!(best(the("10.2.0.4", 587)), ("T11".into(), Confidence::High));
         assert_eq!(best(the("10.2.0.6", 25)), ("T11".into(), Confidence::High));

@@ -132,7 +132,6 @@ fn compliant_scenarios_have_no_finding_above_info() {
         ("10.2.0.7", 443),       // https-owa
         ("10.2.0.5", 587),       // smtp-client-starttls
         ("10.2.0.41", 587),      // vlan-smtp
-        ("192.0.2.25", 25),      // smtp-edge-hub-mutualtls
         ("10.2.0.19", 143),      // imap-starttls
         ("10.2.0.21", 110),      // pop3-stls
         ("10.2.0.22", 135),      // mapi-rpc-privacy (endpoint mapper)
@@ -177,6 +176,29 @@ fn compliant_scenarios_have_no_finding_above_info() {
     // esp between the mailbox nodes.
     let esp = fix().flows.iter().find(|f| f.transport == Transport::Esp);
     assert_eq!(esp.map(judge), Some(vec![]));
+}
+
+/// smtp-edge-hub-mutualtls is clean; smtp-edge-hub-no-client-cert (the hub asked for a
+/// certificate, the Edge sent an empty one) is direct trust without mutual TLS.
+#[test]
+fn edge_to_hub_needs_the_client_certificate() {
+    let edge = flows("192.0.2.25", 25);
+    assert_eq!(edge.len(), 2);
+    for f in edge {
+        let v = judge(f);
+        let t = f.posture.tls.as_ref().expect("TLS after STARTTLS");
+        assert!(t.cert_requested);
+        if t.client_cert {
+            assert_eq!(v, [], "mutual TLS");
+        } else {
+            assert_eq!(summary(&v), [(UNSUPPORTED_AUTH, High, Some("T3"))]);
+            assert!(
+                v[0].observed.contains("although the server asked"),
+                "{}",
+                v[0].observed
+            );
+        }
+    }
 }
 
 #[test]
@@ -354,7 +376,7 @@ fn every_violating_client_scenario_gets_its_rules() {
 }
 
 #[test]
-fn the_fixture_has_exactly_ten_cleartext_credentials_and_no_secret() {
+fn the_fixture_has_exactly_eleven_cleartext_credentials_and_no_secret() {
     let mut all = Vec::new();
     for f in &fix().flows {
         all.extend(judge(f));
@@ -363,7 +385,7 @@ fn the_fixture_has_exactly_ten_cleartext_credentials_and_no_secret() {
         .iter()
         .filter(|f| f.rule == CLEARTEXT_CREDENTIAL)
         .collect();
-    assert_eq!(clear.len(), 10);
+    assert_eq!(clear.len(), 11);
     let json = serde_json::to_string(&all).unwrap_or_default();
     assert!(!json.contains("Summer2026!"), "a secret leaked");
     assert!(json.contains("\"severity\":\"critical\"") && json.contains("\"rule\":\"weak-tls\""));

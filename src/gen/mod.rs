@@ -139,6 +139,19 @@ pub fn scenario_names() -> Vec<&'static str> {
     scenarios::registry().iter().map(|s| s.name).collect()
 }
 
+/// Names of the data-path families (`transport-compliant`, ...), in order.
+pub fn family_names() -> Vec<&'static str> {
+    scenarios::FAMILIES.iter().map(|(n, _)| *n).collect()
+}
+
+/// The scenarios of a family capture, or `None` for an unknown family.
+pub fn family_scenarios(name: &str) -> Option<&'static [&'static str]> {
+    scenarios::FAMILIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+}
+
 /// IPv6 address of a plan address `a.b.c.d`: 2001:db8:b::c:d (c and d in decimal digits).
 fn v6_of(a: [u8; 4]) -> [u8; 16] {
     let bcd = |n: u8| -> [u8; 2] {
@@ -246,6 +259,37 @@ pub fn write_scenarios(
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<Stats> {
+    write_scenarios_with_bulk(names, seed, format, FIXTURE_BULK, out)
+}
+
+/// The capture of a data-path family (see [`family_names`]): its scenarios as
+/// [`write_scenarios`] writes them, but handshakes only (no bulk transfer), so each
+/// file stays a few KB. An unknown family is an `InvalidInput` error.
+pub fn write_family(
+    family: &str,
+    seed: u64,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<Stats> {
+    let names = family_scenarios(family).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "unknown family {family:?}; known: {}",
+                family_names().join(", ")
+            ),
+        )
+    })?;
+    write_scenarios_with_bulk(names, seed, format, 0, out)
+}
+
+fn write_scenarios_with_bulk(
+    names: &[&str],
+    seed: u64,
+    format: Format,
+    bulk: usize,
+    out: &mut dyn Write,
+) -> io::Result<Stats> {
     let reg = scenarios::registry();
     let mut chosen = Vec::with_capacity(names.len());
     for n in names {
@@ -276,7 +320,7 @@ pub fn write_scenarios(
         let mut cx = scenarios::Ctx {
             rng: Rng::new(seed ^ name_hash(sc.name)),
             mss,
-            bulk: FIXTURE_BULK,
+            bulk,
         };
         let tpls = (sc.build)(&mut cx);
         let place = FlowPlace {

@@ -278,6 +278,12 @@ impl Session {
         s
     }
 
+    /// A TCP session whose start the capture missed (it began before the capture did):
+    /// no handshake, the first packet is data. `mss` as in [`Session::tcp`].
+    pub(crate) fn tcp_midstream(mss: usize) -> Session {
+        Session::bare(Transport::Tcp, mss)
+    }
+
     pub(crate) fn udp() -> Session {
         Session::bare(Transport::Udp, 1472)
     }

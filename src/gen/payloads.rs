@@ -1201,6 +1201,19 @@ pub(crate) fn tls_client_finish(
     v
 }
 
+/// The client's flight when the server asked for a certificate and the client has none
+/// (RFC 5246 7.4.6): an empty Certificate message, ClientKeyExchange, no
+/// CertificateVerify, then ChangeCipherSpec and Finished.
+pub(crate) fn tls_client_finish_without_cert(rng: &mut Rng, version: u16) -> Vec<u8> {
+    let mut msgs = hs(11, &[0, 0, 0]); // certificate_list of length 0
+    let mut cke = 128u16.to_be_bytes().to_vec();
+    cke.extend_from_slice(&rng.bytes(128));
+    msgs.extend_from_slice(&hs(16, &cke));
+    let mut v = tls_record(CT_HANDSHAKE, version, &msgs);
+    v.extend_from_slice(&tls_ccs_finished(rng, version));
+    v
+}
+
 /// ChangeCipherSpec and an encrypted Finished (IV + block-padded ciphertext).
 pub(crate) fn tls_ccs_finished(rng: &mut Rng, version: u16) -> Vec<u8> {
     let mut v = tls_record(CT_CCS, version, &[1]);

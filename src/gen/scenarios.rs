@@ -143,8 +143,86 @@ pub(crate) fn registry() -> Vec<Scenario> {
         vlan: Some(100),
         ..sc!("vlan-smtp", smtp_client_starttls, [1, 0, 0])
     });
+    // Later additions go last, so the flows of the shipped fixture before them keep
+    // their stream indices and frame numbers.
+    v.extend([
+        sc!("https-owa-midstream", https_owa_midstream, [0, 0, 0]),
+        sc!(
+            "smtp-edge-hub-no-client-cert",
+            smtp_edge_hub_no_client_cert,
+            [0, 0, 0]
+        ),
+        sc!(
+            "ldap-dc-simple-bind-clear",
+            ldap_dc_simple_bind_clear,
+            [0, 0, 0]
+        ),
+    ]);
     v
 }
+
+/// The data-path families of `fixtures/families`: per family, the scenarios of its
+/// compliant capture and of its violating capture (`dpaudit gen --family NAME`).
+pub(crate) const FAMILIES: &[(&str, &[&str])] = &[
+    (
+        "transport-compliant",
+        &[
+            "smtp-hub-hub-anonymoustls",
+            "smtp-edge-hub-mutualtls",
+            "ldaps-edgesync",
+            "smtp-client-starttls",
+        ],
+    ),
+    (
+        "transport-violating",
+        &[
+            "smtp-hub-hub-cleartext",
+            "smtp-edge-hub-no-client-cert",
+            "ldap-simple-bind-clear",
+            "smtp-starttls-refused",
+            "smtp-client-auth-login-clear",
+        ],
+    ),
+    (
+        "client-access-compliant",
+        &["https-owa", "imap-starttls", "pop3-stls"],
+    ),
+    (
+        "client-access-violating",
+        &[
+            "http-owa-forms-clear",
+            "http-ews-basic-clear",
+            "http-activesync-basic-clear",
+            "http-autodiscover-ntlmv2",
+            "https-owa-tls10",
+            "imap-login-clear",
+            "pop3-user-pass-clear",
+        ],
+    ),
+    (
+        "mailbox-compliant",
+        &["mapi-rpc-privacy", "smb3-encrypted", "esp"],
+    ),
+    (
+        "mailbox-violating",
+        &["mapi-rpc-connect", "smb2-ntlm", "cluster-heartbeat"],
+    ),
+    ("unified-messaging-compliant", &["sip-tls"]),
+    ("unified-messaging-violating", &["sip-clear"]),
+    (
+        "directory-compliant",
+        &[
+            "ldap-sasl-sealed",
+            "ldap-starttls",
+            "kerberos-as-tgs",
+            "dns",
+        ],
+    ),
+    (
+        "directory-violating",
+        &["ldap-dc-simple-bind-clear", "kerberos-rc4-des"],
+    ),
+];
 
 // ---------------------------------------------------------------------------------
 // Shared pieces
@@ -345,6 +423,40 @@ fn smtp_edge_hub_mutualtls(c: &mut Ctx) -> Vec<Template> {
     vec![s.finish(Some(EDGE), HUB1, None, 25)]
 }
 
+/// Edge Transport to Hub Transport on 25 (T3) with STARTTLS and TLS 1.2, where the hub
+/// asks for a client certificate and the Edge sends an empty one: no mutual TLS.
+/// dpaudit must report: path T3, encryption tls, no client certificate where direct
+/// trust needs one (unsupported-auth, high).
+fn smtp_edge_hub_no_client_cert(c: &mut Ctx) -> Vec<Template> {
+    let mut s = tcp(c);
+    s.server(SMTP_BANNER_HUB1);
+    s.client(b"EHLO edge.contoso.com\r\n");
+    s.server(&ehlo_reply(
+        "hub01.contoso.com",
+        "192.0.2.25",
+        &[
+            "STARTTLS",
+            "X-ANONYMOUSTLS",
+            "AUTH NTLM",
+            "X-EXPS GSSAPI NTLM",
+        ],
+    ));
+    s.client(b"STARTTLS\r\n");
+    s.server(b"220 2.0.0 SMTP server ready\r\n");
+    let ch = tls_client_hello(&mut c.rng, TLS12, Some("hub01.contoso.com"));
+    s.client(&ch);
+    let sf = tls_server_flight(&mut c.rng, TLS12, "hub01.contoso.com", true);
+    s.server(&sf);
+    let cf = tls_client_finish_without_cert(&mut c.rng, TLS12);
+    s.client(&cf);
+    let fin = tls_ccs_finished(&mut c.rng, TLS12);
+    s.server(&fin);
+    tls_exchange(&mut s, c, TLS12, 60, 300);
+    tls_exchange(&mut s, c, TLS12, sized(c, 1500), 80);
+    s.close();
+    vec![s.finish(Some(EDGE), HUB1, None, 25)]
+}
+
 /// A client on 587 authenticating with AUTH LOGIN in clear although STARTTLS is offered.
 /// dpaudit must report: path T11, cleartext credential (user jdoe@contoso.com and its
 /// password, redacted), STARTTLS offered but not used, mechanism Login.
@@ -427,6 +539,18 @@ fn https_owa(c: &mut Ctx) -> Vec<Template> {
         None,
     );
     tls_exchange(&mut s, c, TLS12, 700, sized(c, 1100));
+    s.close();
+    vec![s.finish(None, CAS, None, 443)]
+}
+
+/// OWA over HTTPS picked up mid-stream: the capture starts after the TLS handshake, so
+/// only application-data records (and the close) are seen; no SYN.
+/// dpaudit must report: encryption tls, version and cipher suite unknown, so the verdict
+/// is unknown (`unknown-visibility`, low), never a clean bill.
+fn https_owa_midstream(c: &mut Ctx) -> Vec<Template> {
+    let mut s = Session::tcp_midstream(c.mss);
+    tls_exchange(&mut s, c, TLS12, 700, sized(c, 1100));
+    tls_exchange(&mut s, c, TLS12, 500, 900);
     s.close();
     vec![s.finish(None, CAS, None, 443)]
 }
@@ -1282,6 +1406,38 @@ fn ldap_simple_bind_clear(c: &mut Ctx) -> Vec<Template> {
     s.client(&ldap_msg(3, &[0x42, 0x00])); // unbindRequest
     s.close();
     vec![s.finish(Some(HUB1), EDGE, None, 50389)]
+}
+
+/// The second Hub to the domain controller on 389 (T10) with an LDAP simple bind: the service account's
+/// password in clear, then a search in clear.
+/// dpaudit must report: path T10 (AD access), cleartext credential (simple bind),
+/// unencrypted (Kerberos sealing expected).
+fn ldap_dc_simple_bind_clear(c: &mut Ctx) -> Vec<Template> {
+    let mut s = tcp(c);
+    s.client(&ldap_bind_simple(
+        1,
+        "CN=svc-exchange,CN=Users,DC=contoso,DC=com",
+        PASSWORD,
+    ));
+    s.server(&ldap_bind_resp(1, 0, None));
+    s.client(&ldap_search(
+        2,
+        "CN=Configuration,DC=contoso,DC=com",
+        2,
+        Some(("objectClass", "msExchExchangeServer")),
+        &["networkAddress"],
+    ));
+    let mut r = ldap_entry(
+        2,
+        "CN=HUB01,CN=Servers,CN=Configuration,DC=contoso,DC=com",
+        "networkAddress",
+        b"ncacn_ip_tcp:hub01.contoso.com",
+    );
+    r.extend_from_slice(&ldap_done(2));
+    s.server(&r);
+    s.client(&ldap_msg(3, &[0x42, 0x00])); // unbindRequest
+    s.close();
+    vec![s.finish(Some(HUB2), DC, None, 389)]
 }
 
 /// EdgeSync over LDAPS on 50636 (TLS from the first byte).
