@@ -292,6 +292,9 @@ struct Cx<'a> {
     row: Option<&'a DataPath>,
     /// " (also possible: M21b)" when rows tie.
     others: String,
+    /// The rows tied with `row`: a rule that depends on the row only fires when it holds
+    /// for every one of them (the capture cannot tell them apart).
+    tied: Vec<&'a DataPath>,
     client_roles: &'a [Role],
     server_roles: &'a [Role],
     client_ident: String,
@@ -310,6 +313,12 @@ impl<'a> Cx<'a> {
         } else {
             format!(" (also possible: {})", others.join(", "))
         };
+        let tied = class
+            .top()
+            .iter()
+            .skip(1)
+            .filter_map(|p| catalog.get(&p.id))
+            .collect();
         let client_ident = if class.client_roles.contains(&Role::Client) {
             "role:client".to_string()
         } else {
@@ -320,6 +329,7 @@ impl<'a> Cx<'a> {
             flow,
             row,
             others,
+            tied,
             client_roles: &class.client_roles,
             server_roles: &class.server_roles,
             client_ident,
@@ -646,7 +656,10 @@ fn unsupported_auth(cx: &Cx, out: &mut Vec<Finding>) {
     let expected = format!("supported: {}", auth_list(&row.supported_auth));
     for a in mechanisms(cx.flow) {
         let m = &a.mechanism;
-        if matches!(m, Mechanism::ByIp) || row.auth_supported(m) {
+        if matches!(m, Mechanism::ByIp)
+            || row.auth_supported(m)
+            || cx.tied.iter().any(|t| t.auth_supported(m))
+        {
             continue;
         }
         // NTLM of unseen version on an NTLMv2-only row: the version decides, not seen.
@@ -677,11 +690,14 @@ fn unsupported_auth(cx: &Cx, out: &mut Vec<Finding>) {
     }
     // Direct trust / certificate authentication is mutual TLS: a visible handshake
     // (TLS 1.2 or older) without a client certificate does not authenticate the client.
-    let cert_only = !row.supported_auth.is_empty()
-        && row
-            .supported_auth
-            .iter()
-            .all(|k| matches!(k, AuthKind::DirectTrust | AuthKind::Certificate));
+    let cert_only = std::iter::once(row)
+        .chain(cx.tied.iter().copied())
+        .all(|r| {
+            !r.supported_auth.is_empty()
+                && r.supported_auth
+                    .iter()
+                    .all(|k| matches!(k, AuthKind::DirectTrust | AuthKind::Certificate))
+        });
     if let (true, Some(t)) = (cert_only, cx.flow.posture.tls.as_ref()) {
         let visible = t.server_hello_frame.is_some() && t.version.is_some_and(|v| v <= 0x0303);
         if visible && !t.client_cert {

@@ -843,3 +843,24 @@ fn findings_are_deterministic_and_merged_per_fingerprint() {
     sort_findings(&mut sorted);
     assert_eq!(sorted, v);
 }
+
+/// A hub's Kerberos-sealed LDAP bind to a DC seen without any role: the port ties T4
+/// (Edge to Edge, certificate only) with T10 and M9, which support Kerberos. The capture
+/// cannot tell them apart, so no row may call Kerberos unsupported (a false high).
+#[test]
+fn tied_rows_never_make_a_supported_mechanism_unsupported() {
+    let f = flows("10.1.0.10", 389)
+        .into_iter()
+        .find(|f| f.transport == crate::flow::Transport::Tcp)
+        .expect("the LDAP bind");
+    let no_roles = RoleMap::inferred_only(crate::classify::infer::infer_roles(&[]));
+    let x = fix();
+    let class = classify(f, &x.catalog, &no_roles);
+    assert!(class.is_ambiguous(), "{:?}", class.paths);
+    let found = judge_with(f, &no_roles);
+    assert!(
+        found.iter().all(|x| x.rule != rule::UNSUPPORTED_AUTH),
+        "{:?}",
+        summary(&found)
+    );
+}
