@@ -33,6 +33,10 @@ pub struct FlowLimits {
 
 const SEC: i64 = 1_000_000_000;
 
+/// Stale entries a bookkeeping queue may hold beyond twice its live count before it is
+/// compacted (amortised: each compaction is paid for by this many pushes at least).
+const COMPACT_SLACK: usize = 4096;
+
 /// Default live-flow cap (see [`crate::limits::CAPS`]).
 pub const DEFAULT_MAX_LIVE: usize = 1 << 18;
 /// Default number of ended conversations remembered.
@@ -417,7 +421,7 @@ impl Table {
                 last_fin: None,
             },
         );
-        self.idle[class.index()].push_back((self.now, key, flow_id));
+        self.push_idle(class, self.now, key, flow_id);
         self.stats.peak_live = self.stats.peak_live.max(self.live.len() as u64);
         let dir = direction(&id, p.src);
         self.touch(key, p, dir)
@@ -469,12 +473,28 @@ impl Table {
             dir,
         };
         if let Some(c) = new_class {
-            self.idle[c.index()].push_back((now, key, placement.flow_id));
+            self.push_idle(c, now, key, placement.flow_id);
         }
         placement
     }
 
     /// Close flows idle past their timeout; stale queue entries are dropped or requeued.
+    /// Queues a flow for its idle check. Entries of flows that ended or changed class
+    /// stay in the queue until their time comes; when a queue holds twice as many
+    /// entries as there are live flows, the stale ones are dropped, so the queues follow
+    /// the live flows and not the capture's length.
+    fn push_idle(&mut self, class: Class, at: i64, key: Key, flow_id: u64) {
+        let q = &mut self.idle[class.index()];
+        q.push_back((at, key, flow_id));
+        if q.len() > 2 * self.live.len() + COMPACT_SLACK {
+            let live = &self.live;
+            q.retain(|(_, k, id)| {
+                live.get(k)
+                    .is_some_and(|l| l.flow_id == *id && l.class == class)
+            });
+        }
+    }
+
     fn expire(&mut self) {
         self.expire_remembered();
         for c in [Class::TcpOpen, Class::TcpClosed, Class::Udp, Class::Other] {
@@ -596,8 +616,9 @@ impl Table {
         let serial = self.remembered_serial;
         self.remembered.insert(key, Remembered { id, serial });
         self.remembered_order.push_back((key, serial));
-        // Keep the order queue from growing with stale entries.
-        if self.remembered_order.len() > 2 * self.limits.max_remembered + 16 {
+        // Keep the order queue from growing with stale entries (identities that expired
+        // or were resumed): compacted when it holds twice what is remembered.
+        if self.remembered_order.len() > 2 * self.remembered.len() + COMPACT_SLACK {
             let remembered = &self.remembered;
             self.remembered_order
                 .retain(|(k, s)| remembered.get(k).is_some_and(|r| r.serial == *s));
