@@ -281,6 +281,18 @@ pub fn read_capture_capped(
         offset,
         detail,
     };
+    // A record whose header claims more than the cap: named at once rather than
+    // buffered (a 4 GiB claim) or reported only as a file that ended early.
+    let over_cap =
+        |pending: &[u8], summary: &mut FileSummary, legacy_be: bool, section_be: bool| {
+            let n = claimed_len(pending, &summary.format, legacy_be, section_be)
+                .filter(|&n| n > max_record)?;
+            summary.oversize_records += 1;
+            Some(damaged(
+                summary.bytes,
+                format!("record claims {n} captured bytes (limit {max_record})"),
+            ))
+        };
 
     loop {
         match rd.next() {
@@ -417,16 +429,8 @@ pub fn read_capture_capped(
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => {
-                if let Some(n) = claimed_len(rd.data(), &summary.format, legacy_be, section_be)
-                    .filter(|&n| n > max_record)
-                {
-                    // Name the absurd length rather than trying to buffer it (a 4 GiB
-                    // claim) or saying only that the file ended.
-                    summary.oversize_records += 1;
-                    return Err(damaged(
-                        offset,
-                        format!("record claims {n} captured bytes (limit {max_record})"),
-                    ));
+                if let Some(e) = over_cap(rd.data(), summary, legacy_be, section_be) {
+                    return Err(e);
                 }
                 if rd.refill().is_err() {
                     return Err(CaptureError::Read {
@@ -437,16 +441,8 @@ pub fn read_capture_capped(
                 }
             }
             Err(PcapError::BufferTooSmall) => {
-                if let Some(n) = claimed_len(rd.data(), &summary.format, legacy_be, section_be)
-                    .filter(|&n| n > max_record)
-                {
-                    // Name the absurd length rather than trying to buffer it (a 4 GiB
-                    // claim) or saying only that the file ended.
-                    summary.oversize_records += 1;
-                    return Err(damaged(
-                        offset,
-                        format!("record claims {n} captured bytes (limit {max_record})"),
-                    ));
+                if let Some(e) = over_cap(rd.data(), summary, legacy_be, section_be) {
+                    return Err(e);
                 }
                 if buffer_size >= MAX_BUFFER {
                     return Err(damaged(
@@ -465,16 +461,8 @@ pub fn read_capture_capped(
                 }
             }
             Err(PcapError::UnexpectedEof) => {
-                if let Some(n) = claimed_len(rd.data(), &summary.format, legacy_be, section_be)
-                    .filter(|&n| n > max_record)
-                {
-                    // Name the absurd length rather than trying to buffer it (a 4 GiB
-                    // claim) or saying only that the file ended.
-                    summary.oversize_records += 1;
-                    return Err(damaged(
-                        offset,
-                        format!("record claims {n} captured bytes (limit {max_record})"),
-                    ));
+                if let Some(e) = over_cap(rd.data(), summary, legacy_be, section_be) {
+                    return Err(e);
                 }
                 return Err(damaged(
                     offset,

@@ -1381,31 +1381,41 @@ fn smb3_encrypted(c: &mut Ctx) -> Vec<Template> {
 /// dpaudit must report: path T8, unencrypted (violation: 50636 LDAPS expected),
 /// cleartext credential (simple bind, password redacted).
 fn ldap_simple_bind_clear(c: &mut Ctx) -> Vec<Template> {
-    let mut s = tcp(c);
-    s.client(&ldap_bind_simple(
-        1,
+    vec![simple_bind_and_search(
+        c,
         "CN=ESRA.hub01.Default-First-Site-Name.edge,CN=Services,CN=Configuration,CN={3F1C2E7A}",
-        PASSWORD,
-    ));
+        (
+            "CN=Recipients,OU=MSExchangeGateway",
+            ("objectClass", "user"),
+        ),
+        (
+            "CN=jdoe,CN=Recipients,OU=MSExchangeGateway",
+            "proxyAddresses",
+            b"SMTP:jdoe@contoso.com",
+        ),
+        (HUB1, EDGE, 50389),
+    )]
+}
+
+/// An LDAP session in clear: simple bind as `bind_dn`, one search under `base` for
+/// `filter`, one entry back with attribute `attr`, unbind.
+fn simple_bind_and_search(
+    c: &mut Ctx,
+    bind_dn: &str,
+    (base, filter): (&str, (&str, &str)),
+    (entry_dn, attr, value): (&str, &str, &[u8]),
+    (client, server, port): ([u8; 4], [u8; 4], u16),
+) -> Template {
+    let mut s = tcp(c);
+    s.client(&ldap_bind_simple(1, bind_dn, PASSWORD));
     s.server(&ldap_bind_resp(1, 0, None));
-    s.client(&ldap_search(
-        2,
-        "CN=Recipients,OU=MSExchangeGateway",
-        2,
-        Some(("objectClass", "user")),
-        &["proxyAddresses"],
-    ));
-    let mut r = ldap_entry(
-        2,
-        "CN=jdoe,CN=Recipients,OU=MSExchangeGateway",
-        "proxyAddresses",
-        b"SMTP:jdoe@contoso.com",
-    );
+    s.client(&ldap_search(2, base, 2, Some(filter), &[attr]));
+    let mut r = ldap_entry(2, entry_dn, attr, value);
     r.extend_from_slice(&ldap_done(2));
     s.server(&r);
     s.client(&ldap_msg(3, &[0x42, 0x00])); // unbindRequest
     s.close();
-    vec![s.finish(Some(HUB1), EDGE, None, 50389)]
+    s.finish(Some(client), server, None, port)
 }
 
 /// The second Hub to the domain controller on 389 (T10) with an LDAP simple bind: the service account's
@@ -1413,31 +1423,20 @@ fn ldap_simple_bind_clear(c: &mut Ctx) -> Vec<Template> {
 /// dpaudit must report: path T10 (AD access), cleartext credential (simple bind),
 /// unencrypted (Kerberos sealing expected).
 fn ldap_dc_simple_bind_clear(c: &mut Ctx) -> Vec<Template> {
-    let mut s = tcp(c);
-    s.client(&ldap_bind_simple(
-        1,
+    vec![simple_bind_and_search(
+        c,
         "CN=svc-exchange,CN=Users,DC=contoso,DC=com",
-        PASSWORD,
-    ));
-    s.server(&ldap_bind_resp(1, 0, None));
-    s.client(&ldap_search(
-        2,
-        "CN=Configuration,DC=contoso,DC=com",
-        2,
-        Some(("objectClass", "msExchExchangeServer")),
-        &["networkAddress"],
-    ));
-    let mut r = ldap_entry(
-        2,
-        "CN=HUB01,CN=Servers,CN=Configuration,DC=contoso,DC=com",
-        "networkAddress",
-        b"ncacn_ip_tcp:hub01.contoso.com",
-    );
-    r.extend_from_slice(&ldap_done(2));
-    s.server(&r);
-    s.client(&ldap_msg(3, &[0x42, 0x00])); // unbindRequest
-    s.close();
-    vec![s.finish(Some(HUB2), DC, None, 389)]
+        (
+            "CN=Configuration,DC=contoso,DC=com",
+            ("objectClass", "msExchExchangeServer"),
+        ),
+        (
+            "CN=HUB01,CN=Servers,CN=Configuration,DC=contoso,DC=com",
+            "networkAddress",
+            b"ncacn_ip_tcp:hub01.contoso.com",
+        ),
+        (HUB2, DC, 389),
+    )]
 }
 
 /// EdgeSync over LDAPS on 50636 (TLS from the first byte).
