@@ -389,11 +389,8 @@ fn smtp_hub_hub_cleartext(c: &mut Ctx) -> Vec<Template> {
     vec![s.finish(Some(HUB1), HUB2, None, 25)]
 }
 
-/// Edge Transport to Hub Transport on 25 (T3): STARTTLS, then TLS 1.2 where the server
-/// asks for and the Edge sends a client certificate (direct trust / mutual TLS).
-/// dpaudit must report: path T3, encryption tls started by STARTTLS, client certificate
-/// seen, compliant.
-fn smtp_edge_hub_mutualtls(c: &mut Ctx) -> Vec<Template> {
+/// The Edge's SMTP session to the first hub up to the hub's "ready" for STARTTLS.
+fn edge_starttls(c: &mut Ctx) -> Session {
     let mut s = tcp(c);
     s.server(SMTP_BANNER_HUB1);
     s.client(b"EHLO edge.contoso.com\r\n");
@@ -409,6 +406,15 @@ fn smtp_edge_hub_mutualtls(c: &mut Ctx) -> Vec<Template> {
     ));
     s.client(b"STARTTLS\r\n");
     s.server(b"220 2.0.0 SMTP server ready\r\n");
+    s
+}
+
+/// Edge Transport to Hub Transport on 25 (T3): STARTTLS, then TLS 1.2 where the server
+/// asks for and the Edge sends a client certificate (direct trust / mutual TLS).
+/// dpaudit must report: path T3, encryption tls started by STARTTLS, client certificate
+/// seen, compliant.
+fn smtp_edge_hub_mutualtls(c: &mut Ctx) -> Vec<Template> {
+    let mut s = edge_starttls(c);
     tls_handshake(
         &mut s,
         c,
@@ -428,21 +434,7 @@ fn smtp_edge_hub_mutualtls(c: &mut Ctx) -> Vec<Template> {
 /// dpaudit must report: path T3, encryption tls, no client certificate where direct
 /// trust needs one (unsupported-auth, high).
 fn smtp_edge_hub_no_client_cert(c: &mut Ctx) -> Vec<Template> {
-    let mut s = tcp(c);
-    s.server(SMTP_BANNER_HUB1);
-    s.client(b"EHLO edge.contoso.com\r\n");
-    s.server(&ehlo_reply(
-        "hub01.contoso.com",
-        "192.0.2.25",
-        &[
-            "STARTTLS",
-            "X-ANONYMOUSTLS",
-            "AUTH NTLM",
-            "X-EXPS GSSAPI NTLM",
-        ],
-    ));
-    s.client(b"STARTTLS\r\n");
-    s.server(b"220 2.0.0 SMTP server ready\r\n");
+    let mut s = edge_starttls(c);
     let ch = tls_client_hello(&mut c.rng, TLS12, Some("hub01.contoso.com"));
     s.client(&ch);
     let sf = tls_server_flight(&mut c.rng, TLS12, "hub01.contoso.com", true);
