@@ -4,5 +4,6 @@
 # test `fuzz_api::tests::write_seeds`. Existing corpus files are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DPAUDIT_FUZZ_SEEDS="$PWD/fuzz/corpus" \
+# Without RUSTC_BOOTSTRAP, so the release build of `cargo test --release` is reused.
+env -u RUSTC_BOOTSTRAP DPAUDIT_FUZZ_SEEDS="$PWD/fuzz/corpus" \
     cargo test --release --lib fuzz_api::tests::write_seeds -- --ignored --exact --quiet
