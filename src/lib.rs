@@ -16,6 +16,8 @@ pub mod decode;
 pub mod error;
 pub mod findings;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod gen;
 pub mod limits;
 pub mod model;

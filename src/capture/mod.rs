@@ -64,11 +64,13 @@ pub struct FileSummary {
     pub error: Option<String>,
 }
 
-/// Where a capture comes from: a path, or `-` for standard input.
+/// Where a capture comes from: a path, `-` for standard input, or bytes already in
+/// memory (shown as `(memory)`; used by the fuzz targets and tests).
 #[derive(Debug, Clone)]
 pub enum Source {
     Path(PathBuf),
     Stdin,
+    Bytes(std::sync::Arc<[u8]>),
 }
 
 impl Source {
@@ -83,6 +85,7 @@ impl Source {
         match self {
             Source::Path(p) => p.clone(),
             Source::Stdin => PathBuf::from("-"),
+            Source::Bytes(_) => PathBuf::from("(memory)"),
         }
     }
 }
@@ -117,6 +120,7 @@ fn open(source: &Source) -> Result<(Box<dyn Read + Send>, &'static str), Capture
     let path = source.display();
     let mut raw: Box<dyn Read + Send> = match source {
         Source::Stdin => Box::new(io::stdin()),
+        Source::Bytes(b) => Box::new(io::Cursor::new(b.clone())),
         Source::Path(p) => Box::new(std::fs::File::open(p).map_err(|e| CaptureError::Open {
             path: path.clone(),
             source: e,

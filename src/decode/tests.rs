@@ -1618,6 +1618,26 @@ proptest! {
         prop_assert_eq!(invariant_sum(d.stats()), 1);
     }
 
+    /// Cutting a valid frame (every link type, tunnel and transport of the seeds) at
+    /// any length never panics, counts the frame once, and never yields a packet whose
+    /// payload reaches past the cut.
+    #[test]
+    fn any_cut_never_panics(which in 0usize..64, cut in any::<prop::sample::Index>()) {
+        let seeds = seeds();
+        let (lt, frame) = &seeds[which % seeds.len()];
+        let frame = &frame[..cut.index(frame.len() + 1)];
+        let mut d = Decoder::default();
+        if let Outcome::Packet(p) = d.decode(*lt, frame, 0, 1) {
+            let payload = match p.l4 {
+                L4::Tcp(t) => t.payload.len(),
+                L4::Udp { payload, .. } => payload.len(),
+                _ => 0,
+            };
+            prop_assert!(payload <= frame.len());
+        }
+        prop_assert_eq!(invariant_sum(d.stats()), 1);
+    }
+
     /// Valid frames with random byte changes and cuts, fed to one decoder with small
     /// limits: no panic, caps hold, every frame counted once.
     #[test]

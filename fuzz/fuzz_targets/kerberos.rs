@@ -1,0 +1,7 @@
+#![no_main]
+//! The Kerberos KDC (TCP and UDP) analyzer fed a stream script (see dpaudit::fuzz_api).
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = dpaudit::fuzz_api::analyzer("kerberos", data);
+});
