@@ -72,6 +72,7 @@ pub fn encode_script(chunks: &[(Direction, &[u8])]) -> Vec<u8> {
 
 fn ctx(posture: &mut Posture, frame: u64, server_port: u16) -> Ctx<'_> {
     Ctx {
+        limits: &crate::limits::ProtoLimits::DEFAULT,
         frame,
         ts_ns: frame as i64 * 1_000_000,
         client_port: 40000,
@@ -266,7 +267,13 @@ fn catalog() -> &'static Catalog {
 /// report format (JSON, JSON lines, SARIF, table). Returns the bytes written.
 pub fn pipeline(data: &[u8]) -> usize {
     let sources = [Source::Bytes(Arc::from(data))];
-    let a = audit::run(&sources, &EngineConfig::default(), catalog(), None);
+    let a = audit::run(
+        &sources,
+        &EngineConfig::default(),
+        catalog(),
+        None,
+        audit::DEFAULT_MAX_AUDIT_FLOWS,
+    );
     let mut out = Vec::new();
     audit::write_json(&mut out, &a, &Options::default()).expect("JSON to memory");
     audit::write_jsonl(&mut out, &a).expect("JSON lines to memory");
