@@ -47,9 +47,9 @@ pub struct Audit {
 }
 
 /// Flow records an audit holds by default (each costs two to six kilobytes with its
-/// classification; 250 000 stay under about 1.5 GiB): past it,
+/// classification; a million stay under about 5 GiB): past it,
 /// flows are counted, reported with an unknown verdict, and not judged.
-pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 250_000;
+pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 1_000_000;
 
 /// The flows of one capture, up to what the run may still hold.
 struct Held {
