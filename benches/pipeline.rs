@@ -1,6 +1,8 @@
 //! Throughput of each stage on a generated handshake-heavy capture: framing alone,
-//! framing + decoding, and the whole `flows` pipeline (one thread and all cores).
-//! Each bench checks its own counts so a broken stage cannot look fast.
+//! framing + decoding, TCP reassembly, the whole `flows` pipeline (one thread and all
+//! cores) and the whole `audit`; then each analyzer on its own traffic (the generator's
+//! scenarios of one protocol, repeated). Each bench checks its own counts so a broken
+//! stage cannot look fast.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dpaudit::capture::{read_capture, FileSummary, Source};
 use dpaudit::decode::{Decoder, DefragLimits, Outcome};
@@ -96,8 +98,140 @@ fn stages(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function("audit-1-thread", |b| {
+        let cfg = EngineConfig::default();
+        let catalog = dpaudit::catalog::Catalog::builtin().expect("catalog");
+        b.iter(|| {
+            let a = dpaudit::report::audit::run(
+                std::slice::from_ref(&src),
+                &cfg,
+                &catalog,
+                None,
+                dpaudit::report::audit::DEFAULT_MAX_AUDIT_FLOWS,
+            );
+            assert_eq!(a.coverage.frames, frames);
+            assert_eq!(a.flows.len() as u64, a.coverage.flows);
+            assert!(!a.findings.is_empty());
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, stages);
+/// One 64 MiB TCP stream in 1448-byte segments, every eighth pair swapped (out of order),
+/// through one direction's reassembler.
+fn reassembly(c: &mut Criterion) {
+    use dpaudit::flow::reassembly::{Piece, Reassembler};
+    use dpaudit::flow::ReassemblyLimits;
+    const MSS: usize = 1448;
+    let data: Vec<u8> = (0..BYTES as usize).map(|i| (i * 7 % 251) as u8).collect();
+    let mut order: Vec<usize> = (0..data.len().div_ceil(MSS)).collect();
+    for pair in order.chunks_mut(16) {
+        if pair.len() >= 2 {
+            pair.swap(0, 1);
+        }
+    }
+    let limits = ReassemblyLimits::default();
+    let mut g = c.benchmark_group("reassembly");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("in-order-and-swapped", |b| {
+        b.iter(|| {
+            let mut r = Reassembler::new();
+            r.syn(999);
+            let mut delivered = 0usize;
+            for &i in &order {
+                let seg = &data[i * MSS..((i + 1) * MSS).min(data.len())];
+                let seq = 1000u32.wrapping_add((i * MSS) as u32);
+                r.segment(seq, seg, &limits, &mut |p| {
+                    if let Piece::Data(d) = p {
+                        delivered += d.len();
+                    }
+                });
+            }
+            assert_eq!(delivered, data.len(), "every byte delivered once, in order");
+        })
+    });
+    g.finish();
+}
+
+/// Each analyzer on a capture of its own scenarios, repeated: bytes/s and flows/s.
+fn analyzers(c: &mut Criterion) {
+    const REPEAT: usize = 200;
+    let groups: &[(&str, &[&str])] = &[
+        (
+            "smtp",
+            &[
+                "smtp-hub-hub-cleartext",
+                "smtp-client-auth-login-clear",
+                "smtp-starttls-refused",
+            ],
+        ),
+        ("tls", &["https-owa", "https-owa-tls10", "ipv6-https"]),
+        (
+            "http",
+            &[
+                "http-owa-forms-clear",
+                "http-ews-basic-clear",
+                "http-autodiscover-ntlmv2",
+                "http-ews-negotiate-kerberos",
+            ],
+        ),
+        ("imap", &["imap-login-clear", "imap-starttls"]),
+        ("pop3", &["pop3-user-pass-clear", "pop3-stls"]),
+        (
+            "dcerpc",
+            &[
+                "mapi-rpc-privacy",
+                "mapi-rpc-connect",
+                "drsuapi-kerberos-privacy",
+            ],
+        ),
+        ("smb", &["smb2-ntlm", "smb2-kerberos", "smb3-encrypted"]),
+        (
+            "ldap",
+            &[
+                "ldap-simple-bind-clear",
+                "ldap-sasl-sealed",
+                "ldap-starttls",
+                "cldap",
+            ],
+        ),
+        ("kerberos", &["kerberos-as-tgs", "kerberos-rc4-des"]),
+        ("dns", &["dns"]),
+        ("sip", &["sip-clear", "sip-tls"]),
+    ];
+    let mut g = c.benchmark_group("analyzer");
+    g.sample_size(10);
+    for (name, scenarios) in groups {
+        let names: Vec<&str> = scenarios
+            .iter()
+            .copied()
+            .cycle()
+            .take(scenarios.len() * REPEAT)
+            .collect();
+        let mut bytes = Vec::new();
+        dpaudit::gen::write_scenarios(&names, 7, dpaudit::gen::Format::Pcap, &mut bytes)
+            .expect("scenarios");
+        let src = Source::Bytes(bytes.clone().into());
+        let mut first = Count::default();
+        analyze_file(&src, &EngineConfig::default(), 1, &mut first);
+        assert!(
+            first.flows as usize >= names.len(),
+            "{name}: a flow per scenario"
+        );
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(*name, |b| {
+            let cfg = EngineConfig::default();
+            b.iter(|| {
+                let mut count = Count::default();
+                analyze_file(&src, &cfg, 1, &mut count);
+                assert_eq!(count.flows, first.flows);
+                assert_eq!(count.recognised, first.recognised, "{name}: same verdicts");
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stages, reassembly, analyzers);
 criterion_main!(benches);
