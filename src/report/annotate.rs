@@ -4,10 +4,11 @@
 //! The copy is written to a temporary file beside OUT and renamed over it only when
 //! complete; an output that is one of the inputs is refused.
 
+use super::output::Staged;
 use crate::capture::{read_capture, FileSummary, Source};
 use crate::gen::PcapngWriter;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::Path;
 
 /// Write `source` to `out` as pcapng with `comments` (frame number -> text) attached.
@@ -20,28 +21,23 @@ pub fn annotate(
     let Source::Path(input) = source else {
         return Err("--annotate needs a capture file, not standard input".into());
     };
-    super::output::refuse_input(out, std::slice::from_ref(input))?;
-    let tmp = super::output::temp_path(out);
-    let result = write_copy(source, &tmp, comments);
-    match result {
-        Ok(n) => std::fs::rename(&tmp, out)
-            .map(|()| n)
-            .map_err(|e| format!("{}: {e}", out.display())),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    let staged = Staged::create(out, std::slice::from_ref(input))?;
+    // Dropped on error: the temporary file goes, `out` stays as it was.
+    let (n, staged) = write_copy(source, out, staged, comments)?;
+    staged
+        .commit()
+        .map(|()| n)
+        .map_err(|e| format!("{}: {e}", out.display()))
 }
 
 fn write_copy(
     source: &Source,
-    tmp: &Path,
+    out: &Path,
+    staged: Staged,
     comments: &BTreeMap<u64, String>,
-) -> Result<u64, String> {
-    let file = std::fs::File::create(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let mut writer: Option<PcapngWriter<BufWriter<std::fs::File>>> = None;
-    let mut file = Some(BufWriter::with_capacity(1 << 20, file));
+) -> Result<(u64, Staged), String> {
+    let mut writer: Option<PcapngWriter<BufWriter<Staged>>> = None;
+    let mut file = Some(BufWriter::with_capacity(1 << 20, staged));
     let mut interfaces: HashMap<u32, u32> = HashMap::new();
     let mut error: Option<String> = None;
     let mut written = 0u64;
@@ -73,7 +69,7 @@ fn write_copy(
         })();
         match step {
             Ok(()) => written += 1,
-            Err(e) => error = Some(format!("{}: {e}", tmp.display())),
+            Err(e) => error = Some(format!("{}: {e}", out.display())),
         }
     });
     if let Some(e) = error {
@@ -86,10 +82,10 @@ fn write_copy(
     }
     match writer {
         Some(w) => {
-            let mut inner = w.finish().map_err(|e| e.to_string())?;
-            inner.flush().map_err(|e| e.to_string())?;
+            let inner = w.finish().map_err(|e| e.to_string())?;
+            let staged = inner.into_inner().map_err(|e| e.error().to_string())?;
+            Ok((written, staged))
         }
-        None => return Err("the capture has no frame to annotate".into()),
+        None => Err("the capture has no frame to annotate".into()),
     }
-    Ok(written)
 }

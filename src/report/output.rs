@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 
 /// A report being written to `dest` through a temporary file in the same directory
 /// (a rename within one file system is atomic). Dropped without [`Staged::commit`], the
-/// temporary file is removed and `dest` is untouched.
+/// temporary file is removed and `dest` is untouched. A destination that exists and is
+/// not a regular file (`/dev/null`, `/dev/stdout`, a named pipe) is written in place:
+/// renaming over it would replace the device or pipe with a file.
 pub struct Staged {
     dest: PathBuf,
-    tmp: PathBuf,
+    /// `None` when writing in place.
+    tmp: Option<PathBuf>,
     out: Option<BufWriter<File>>,
 }
 
@@ -50,22 +53,40 @@ impl Staged {
     /// Opens the temporary file for `dest`, after checking `dest` is none of `inputs`.
     pub fn create(dest: &Path, inputs: &[PathBuf]) -> Result<Staged, String> {
         refuse_input(dest, inputs)?;
+        let special = std::fs::metadata(dest).is_ok_and(|m| !m.is_file());
+        if special {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .map_err(|e| format!("{}: {e}", dest.display()))?;
+            return Ok(Staged {
+                dest: dest.to_path_buf(),
+                tmp: None,
+                out: Some(BufWriter::new(file)),
+            });
+        }
         let tmp = temp_path(dest);
         let file = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         Ok(Staged {
             dest: dest.to_path_buf(),
-            tmp,
+            tmp: Some(tmp),
             out: Some(BufWriter::new(file)),
         })
     }
 
     /// Flushes, syncs and renames the temporary file over the destination.
     pub fn commit(mut self) -> io::Result<()> {
-        if let Some(out) = self.out.take() {
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
+        let Some(out) = self.out.take() else {
+            return Ok(());
+        };
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        match &self.tmp {
+            Some(tmp) => {
+                file.sync_all()?;
+                std::fs::rename(tmp, &self.dest)
+            }
+            None => Ok(()),
         }
-        std::fs::rename(&self.tmp, &self.dest)
     }
 }
 
@@ -86,8 +107,8 @@ impl Write for Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if self.out.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if let (Some(_), Some(tmp)) = (self.out.take(), &self.tmp) {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }
@@ -159,6 +180,35 @@ mod tests {
         s.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new report");
         assert!(!temp_path(&dest).exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Found when `-o /dev/null` replaced the device node with a regular file.
+    #[cfg(unix)]
+    #[test]
+    fn a_device_or_pipe_is_written_in_place_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dev = Path::new("/dev/null");
+        let mut s = Staged::create(dev, &[]).unwrap();
+        s.write_all(b"report").unwrap();
+        s.commit().unwrap();
+        assert!(std::fs::metadata(dev).unwrap().file_type().is_char_device());
+        assert!(!temp_path(dev).exists());
+        // A named pipe keeps being a pipe, and its reader gets the report.
+        let d = scratch("fifo");
+        let fifo = d.join("report.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let reader = {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || std::fs::read(fifo).unwrap())
+            };
+            let mut s = Staged::create(&fifo, &[]).unwrap();
+            s.write_all(b"through the pipe").unwrap();
+            s.commit().unwrap();
+            assert_eq!(reader.join().unwrap(), b"through the pipe");
+            assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 
