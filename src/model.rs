@@ -341,7 +341,8 @@ pub struct Posture {
     pub encryption: Encryption,
     /// Frame where encryption began (TLS ServerHello, RPC privacy bind, ...).
     pub encryption_frame: Option<u64>,
-    pub tls: Option<TlsInfo>,
+    /// Boxed: most flows are not TLS, and the record is held for every live flow.
+    pub tls: Option<Box<TlsInfo>>,
     pub auth: Vec<AuthEvent>,
     /// Protocol facts, key -> distinct values (`smtp.ehlo.keyword` -> `STARTTLS`).
     pub facts: Facts,

@@ -951,7 +951,7 @@ fn our_streams(flows: &[dpaudit::flow::Flow]) -> BTreeMap<(String, u64), Ours> {
             set.extend(vs.iter().cloned());
         }
         o.auth.extend(f.posture.auth.iter().cloned());
-        o.tls.extend(f.posture.tls.iter().cloned());
+        o.tls.extend(f.posture.tls.as_deref().cloned());
     }
     by
 }

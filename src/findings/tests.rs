@@ -632,7 +632,7 @@ fn capture_limits_make_the_verdict_unknown() {
     let mut g = flow("10.2.0.9:50001", "10.1.0.20:443", Transport::Tcp, "tls");
     g.syn_seen = false;
     g.posture.set_encryption(Encryption::Tls, 12);
-    g.posture.tls = Some(TlsInfo::default());
+    g.posture.tls = Some(Box::default());
     let v = stated(&g);
     assert_eq!(summary(&v).first().map(|s| s.0), Some(UNKNOWN_VISIBILITY));
     assert!(v[0].observed.contains("TLS handshake not captured"));
@@ -679,11 +679,11 @@ fn undocumented_port_between_exchange_roles() {
     // SMTP between Hubs on 2525: placed on T1, still an undocumented port.
     let mut g = flow("10.1.0.10:50001", "10.1.0.11:2525", Transport::Tcp, "smtp");
     g.posture.set_encryption(Encryption::Tls, 12);
-    g.posture.tls = Some(TlsInfo {
+    g.posture.tls = Some(Box::new(TlsInfo {
         version: Some(0x0303),
         server_hello_frame: Some(12),
         ..Default::default()
-    });
+    }));
     assert_eq!(
         summary(&stated(&g)),
         [(UNDOCUMENTED_PORT, Info, Some("T1"))]
@@ -701,14 +701,14 @@ fn direct_trust_needs_a_client_certificate() {
     f.posture.fact("smtp.starttls", "requested");
     f.posture.fact("smtp.starttls", "accepted");
     f.posture.set_encryption(Encryption::Tls, 14);
-    f.posture.tls = Some(TlsInfo {
+    f.posture.tls = Some(Box::new(TlsInfo {
         version: Some(0x0303),
         server_hello_frame: Some(14),
         cert_requested: true,
         client_cert: false,
         started_by: "starttls".into(),
         ..Default::default()
-    });
+    }));
     let v = stated(&f);
     assert_eq!(summary(&v), [(UNSUPPORTED_AUTH, High, Some("T3"))]);
     assert!(
@@ -769,12 +769,12 @@ fn path_independent_rules_apply_to_unmatched_flows() {
         15,
         "POP3 USER/PASS",
     ));
-    f.posture.tls = Some(TlsInfo {
+    f.posture.tls = Some(Box::new(TlsInfo {
         version: Some(0x0300),
         cipher: Some(0x0005),
         server_hello_frame: Some(11),
         ..Default::default()
-    });
+    }));
     let v = stated(&f);
     assert_eq!(
         summary(&v),

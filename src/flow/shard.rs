@@ -92,7 +92,8 @@ enum App {
 
 struct State {
     flow: Flow,
-    reasm: [Reassembler; 2],
+    /// TCP only, and only while analysis goes on (freed when it ends).
+    reasm: Option<Box<[Reassembler; 2]>>,
     app: App,
     /// The analyzer was finished (both FINs or a RST): later packets are only counted.
     analysis_done: bool,
@@ -212,7 +213,8 @@ impl Shard {
             o.flow_id,
             Box::new(State {
                 flow,
-                reasm: [Reassembler::new(), Reassembler::new()],
+                reasm: (o.transport == Transport::Tcp)
+                    .then(|| Box::new([Reassembler::new(), Reassembler::new()])),
                 app,
                 analysis_done: false,
                 light: false,
@@ -274,7 +276,9 @@ impl State {
             } else if dir == Direction::ToClient {
                 self.flow.syn_ack_seen = true;
             }
-            self.reasm[d].syn(p.seq);
+            if let Some(r) = self.reasm.as_deref_mut() {
+                r[d].syn(p.seq);
+            }
         }
         if p.flags & RST != 0 {
             self.flow.rst_seen = true;
@@ -296,19 +300,23 @@ impl State {
         let State {
             flow, reasm, app, ..
         } = self;
-        if p.flags & ACK != 0 && p.flags & RST == 0 {
-            let other = dir.flip();
-            reasm[other.index()].acked(p.ack, &mut |pc| deliver(flow, app, other, pc, ctx));
-        }
         let data_seq = p.seq.wrapping_add(u32::from(p.flags & SYN != 0));
-        if !payload.is_empty() {
-            reasm[d].segment(data_seq, payload, &cfg.reassembly, &mut |pc| {
-                deliver(flow, app, dir, pc, ctx)
-            });
+        if let Some(reasm) = reasm.as_deref_mut() {
+            if p.flags & ACK != 0 && p.flags & RST == 0 {
+                let other = dir.flip();
+                reasm[other.index()].acked(p.ack, &mut |pc| deliver(flow, app, other, pc, ctx));
+            }
+            if !payload.is_empty() {
+                reasm[d].segment(data_seq, payload, &cfg.reassembly, &mut |pc| {
+                    deliver(flow, app, dir, pc, ctx)
+                });
+            }
+            if p.flags & FIN != 0 {
+                reasm[d].fin(data_seq.wrapping_add(payload.len() as u32));
+            }
         }
         if p.flags & FIN != 0 {
             self.flow.fin_seen[d] = true;
-            self.reasm[d].fin(data_seq.wrapping_add(payload.len() as u32));
         }
         if !self.analysis_done && (self.flow.rst_seen || self.flow.fin_seen == [true, true]) {
             // The conversation is over: finish the analysis now and free its buffers,
@@ -316,8 +324,10 @@ impl State {
             self.end_analysis(&cfg.proto);
         } else if !self.light && matches!(self.app, App::Passive) {
             self.light = true;
-            self.reasm[0].set_light();
-            self.reasm[1].set_light();
+            if let Some(r) = self.reasm.as_deref_mut() {
+                r[0].set_light();
+                r[1].set_light();
+            }
         }
     }
 
@@ -355,7 +365,9 @@ impl State {
             let State {
                 flow, reasm, app, ..
             } = &mut *self;
-            reasm[dir.index()].finish(&mut |pc| deliver(flow, app, dir, pc, at));
+            if let Some(r) = reasm.as_deref_mut() {
+                r[dir.index()].finish(&mut |pc| deliver(flow, app, dir, pc, at));
+            }
         }
         if let App::Probing(pr) = &self.app {
             // Not enough bytes for a "certain": fall back to the port when a probe is unsure.
@@ -390,14 +402,16 @@ impl State {
         }
         self.app = App::Passive;
         self.stats_snapshot();
-        self.reasm = [Reassembler::new(), Reassembler::new()];
-        self.reasm[0].set_light();
-        self.reasm[1].set_light();
+        // Later packets are only counted: the reassemblers are no longer needed.
+        self.reasm = None;
         self.light = true;
     }
 
     fn stats_snapshot(&mut self) {
-        for (i, r) in self.reasm.iter().enumerate() {
+        let Some(reasm) = self.reasm.as_deref() else {
+            return;
+        };
+        for (i, r) in reasm.iter().enumerate() {
             let acc = &mut self.flow.reassembly[i];
             acc.retransmitted_bytes += r.stats.retransmitted_bytes;
             acc.conflicting_overlaps += r.stats.conflicting_overlaps;

@@ -333,9 +333,11 @@ impl TlsAnalyzer {
     /// The flow's TlsInfo, created on first use.
     fn info<'p>(&self, cx: &'p mut Ctx) -> &'p mut TlsInfo {
         let by = self.started_by;
-        cx.posture.tls.get_or_insert_with(|| TlsInfo {
-            started_by: by.to_string(),
-            ..TlsInfo::default()
+        cx.posture.tls.get_or_insert_with(|| {
+            Box::new(TlsInfo {
+                started_by: by.to_string(),
+                ..TlsInfo::default()
+            })
         })
     }
 

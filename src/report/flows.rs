@@ -216,7 +216,7 @@ impl<'a> FlowView<'a> {
             detected_by: p.detected_by,
             encryption: p.encryption.as_str(),
             encryption_frame: p.encryption_frame,
-            tls: p.tls.as_ref().map(TlsView::new),
+            tls: p.tls.as_deref().map(TlsView::new),
             auth: p.auth.iter().map(|a| AuthView::new(a, o)).collect(),
             facts: &p.facts,
             anomalies: p.anomalies.iter().map(AnomalyView::new).collect(),

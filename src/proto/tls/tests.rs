@@ -257,8 +257,8 @@ fn tls12_full_handshake_with_sni_and_alpn() {
     let script = tls12_conversation(&mut rng);
     let p = go(&script);
     assert_eq!(
-        p.tls,
-        Some(TlsInfo {
+        p.tls.as_deref(),
+        Some(&TlsInfo {
             offered_version: Some(TLS12),
             version: Some(TLS12),
             cipher: Some(0x002f),
@@ -573,8 +573,8 @@ fn mid_stream_application_data() {
     let p = go(&script);
     assert_eq!(kinds(&p), ["tls.handshake-not-seen"]);
     assert_eq!(
-        p.tls,
-        Some(TlsInfo {
+        p.tls.as_deref(),
+        Some(&TlsInfo {
             started_by: "implicit".into(),
             ..TlsInfo::default()
         })
