@@ -260,6 +260,14 @@ const CASES: &[Case] = &[
         coverage: &[("caps_hit", r#"{"capture-record":1}"#)],
     },
     Case {
+        file: "short-block.pcapng",
+        kind: "short-block",
+        exit: 2,
+        stderr: "damaged record at byte offset 148: block length 8 is shorter than a block's 12-byte frame",
+        frames: 1,
+        coverage: &[("files_damaged", "1")],
+    },
+    Case {
         file: "bad-interface.pcapng",
         kind: "bad-interface",
         exit: 0,

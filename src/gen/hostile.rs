@@ -96,6 +96,12 @@ pub const KINDS: &[Kind] = &[
         write: block_length_mismatch,
     },
     Kind {
+        name: "short-block",
+        about: "a pcapng whose second block is a Process Information Block claiming 8 bytes, under the 12 of any block's frame: one frame, then an error naming the offset",
+        default_count: 0,
+        write: short_block,
+    },
+    Kind {
         name: "bad-interface",
         about: "a pcapng packet block on interface 7 of a section that has one interface: numbered, counted, not decoded",
         default_count: 0,
@@ -501,6 +507,16 @@ fn block_length_mismatch(_: u64, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     out.write_all(&buf)
+}
+
+fn short_block(_: u64, out: &mut dyn Write) -> io::Result<()> {
+    let buf = smtp_pcapng()?;
+    let at = epb_offsets(&buf).get(1).copied().unwrap_or(buf.len());
+    out.write_all(buf.get(..at).unwrap_or_default())?;
+    // Type 0x80000001 (Process Information), length 8, then what the file held there.
+    out.write_all(&0x8000_0001u32.to_le_bytes())?;
+    out.write_all(&8u32.to_le_bytes())?;
+    out.write_all(buf.get(at..).unwrap_or_default())
 }
 
 fn bad_interface(_: u64, out: &mut dyn Write) -> io::Result<()> {
