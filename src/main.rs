@@ -45,8 +45,9 @@ enum Cmd {
     Flows(FlowsArgs),
     /// Write a synthetic capture: named scenarios, or a mix of a given size.
     Gen {
+        /// The capture to write (not needed with --list or --hostile list).
         #[arg(long, short)]
-        output: PathBuf,
+        output: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Scenario names (see --list); empty = all.
@@ -571,14 +572,21 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             hostile,
             count,
         } => {
+            if list {
+                for n in dpaudit::gen::scenario_names() {
+                    writeln!(out, "{n}")?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if hostile.as_deref() == Some("list") {
+                for k in dpaudit::gen::hostile::KINDS {
+                    writeln!(out, "{:<22}{}", k.name, k.about)?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let output = output.ok_or("gen needs --output FILE")?;
             if let Some(kind) = hostile {
                 use dpaudit::gen::hostile;
-                if kind == "list" {
-                    for k in hostile::KINDS {
-                        writeln!(out, "{:<22}{}", k.name, k.about)?;
-                    }
-                    return Ok(ExitCode::SUCCESS);
-                }
                 let f = std::fs::File::create(&output)?;
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
                 hostile::write(&kind, count, &mut w)?;
@@ -616,12 +624,6 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     st.bytes,
                     st.flows
                 )?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            if list {
-                for n in dpaudit::gen::scenario_names() {
-                    writeln!(out, "{n}")?;
-                }
                 return Ok(ExitCode::SUCCESS);
             }
             let names: Vec<&str> = if scenario.is_empty() {

@@ -309,6 +309,23 @@ const CASES: &[Case] = &[
 ];
 
 #[test]
+fn hostile_kinds_are_listed_and_a_capture_needs_an_output() {
+    let out = dpaudit(&["gen", "--hostile", "list"]);
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for c in CASES {
+        assert!(
+            listed.lines().any(|l| l.starts_with(c.kind)),
+            "{} listed",
+            c.kind
+        );
+    }
+    let out = dpaudit(&["gen", "--hostile", "syn-flood"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--output"));
+}
+
+#[test]
 fn damaged_fixtures_are_what_the_generator_writes() {
     for c in CASES {
         let committed = std::fs::read(Path::new("fixtures/damaged").join(c.file)).unwrap();
