@@ -386,6 +386,28 @@ fn smtp_chat(c: &mut Conn) -> io::Result<()> {
     c.send(false, b"221 bye\r\n")
 }
 
+/// A pcap of one short SMTP conversation (11 records), for the damage kinds.
+fn smtp_pcap() -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut c = Conn::open(&mut buf, 25)?;
+    smtp_chat(&mut c)?;
+    c.close()?;
+    Ok(buf)
+}
+
+/// (offset of the record header, captured length) of every record of a little-endian
+/// pcap written by [`PcapWriter`].
+fn records(pcap: &[u8]) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    let mut at = 24;
+    while let Some(h) = pcap.get(at..at + 16) {
+        let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        v.push((at, len));
+        at += 16 + len;
+    }
+    v
+}
+
 fn huge_caplen(_: u64, out: &mut dyn Write) -> io::Result<()> {
     let mut w = PcapWriter::new(&mut *out, LINKTYPE_ETHERNET, false)?;
     let f = tcp4(CLIENT, SERVER, 49_200, 25, 1, 0, SYN, &[]);
@@ -421,12 +443,7 @@ fn huge_caplen_pcapng(_: u64, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn truncated_record(_: u64, out: &mut dyn Write) -> io::Result<()> {
-    let mut buf = Vec::new();
-    {
-        let mut c = Conn::open(&mut buf, 25)?;
-        smtp_chat(&mut c)?;
-        c.close()?;
-    }
+    let buf = smtp_pcap()?;
     // Header (24) + SYN record (16 + 54) + SYN-ACK record (16 + 54) + half of the ACK.
     let cut = 24 + 2 * (16 + 54) + 16 + 27;
     out.write_all(buf.get(..cut).unwrap_or(&buf))
@@ -437,12 +454,7 @@ fn bad_magic(_: u64, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn byte_swapped_lie(_: u64, out: &mut dyn Write) -> io::Result<()> {
-    let mut buf = Vec::new();
-    {
-        let mut c = Conn::open(&mut buf, 25)?;
-        smtp_chat(&mut c)?;
-        c.close()?;
-    }
+    let mut buf = smtp_pcap()?;
     // The header now claims big-endian; the records stay little-endian.
     if let Some(h) = buf.get_mut(..24) {
         h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_be_bytes());
@@ -456,24 +468,17 @@ fn byte_swapped_lie(_: u64, out: &mut dyn Write) -> io::Result<()> {
 
 /// A small pcapng holding an SMTP conversation, for the pcapng damage kinds.
 fn smtp_pcapng() -> io::Result<Vec<u8>> {
-    let mut pcap = Vec::new();
-    {
-        let mut c = Conn::open(&mut pcap, 25)?;
-        smtp_chat(&mut c)?;
-        c.close()?;
-    }
+    let pcap = smtp_pcap()?;
     // Re-frame the pcap records as Enhanced Packet Blocks.
     let mut buf = Vec::new();
     let mut w = PcapngWriter::new(&mut buf, LINKTYPE_ETHERNET)?;
-    let mut at = 24;
-    while let Some(h) = pcap.get(at..at + 16) {
+    for (at, len) in records(&pcap) {
+        let h = &pcap[at..at + 16];
         let sec = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
         let usec = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
         let data = pcap.get(at + 16..at + 16 + len).unwrap_or_default();
         let ts = i64::from(sec) * 1_000_000_000 + i64::from(usec) * 1000;
         w.write_packet(ts, data, len as u32, None)?;
-        at += 16 + len;
     }
     w.finish()?;
     Ok(buf)
@@ -541,19 +546,12 @@ fn time_backwards(_: u64, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn bad_checksums(_: u64, out: &mut dyn Write) -> io::Result<()> {
-    let mut buf = Vec::new();
-    {
-        let mut c = Conn::open(&mut buf, 25)?;
-        smtp_chat(&mut c)?;
-        c.close()?;
-    }
+    let mut buf = smtp_pcap()?;
     // Records: 0 SYN, 1 SYN-ACK, 2 ACK, 3 banner, 4 EHLO, 5 reply, 6 QUIT, 7 bye, 8-10 close.
     // Zero the TCP checksum of the client's data segments (what offload leaves in a
     // capture taken on the sender) and spoil the IPv4 header checksum of the banner.
-    let mut at = 24;
-    let mut i = 0;
-    while let Some(h) = buf.get(at..at + 16) {
-        let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    let recs = records(&buf);
+    for (i, (at, _)) in recs.into_iter().enumerate() {
         let frame = at + 16;
         if i == 4 || i == 6 {
             if let Some(c) = buf.get_mut(frame + 14 + 20 + 16..frame + 14 + 20 + 18) {
@@ -565,34 +563,24 @@ fn bad_checksums(_: u64, out: &mut dyn Write) -> io::Result<()> {
                 c[0] ^= 0x5a;
             }
         }
-        at = frame + len;
-        i += 1;
     }
     out.write_all(&buf)
 }
 
 fn snaplen_cut(_: u64, out: &mut dyn Write) -> io::Result<()> {
-    let mut full = Vec::new();
-    {
-        let mut c = Conn::open(&mut full, 25)?;
-        smtp_chat(&mut c)?;
-        c.close()?;
-    }
+    let full = smtp_pcap()?;
     // Rewrite every record cut to 64 bytes (the original length stays in the header).
     const SNAP: usize = 64;
     let mut buf = full.get(..24).unwrap_or_default().to_vec();
     if let Some(s) = buf.get_mut(16..20) {
         s.copy_from_slice(&(SNAP as u32).to_le_bytes());
     }
-    let mut at = 24;
-    while let Some(h) = full.get(at..at + 16) {
-        let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    for (at, len) in records(&full) {
         let keep = len.min(SNAP);
-        let mut hdr = h.to_vec();
+        let mut hdr = full[at..at + 16].to_vec();
         hdr[8..12].copy_from_slice(&(keep as u32).to_le_bytes());
         buf.extend_from_slice(&hdr);
         buf.extend_from_slice(full.get(at + 16..at + 16 + keep).unwrap_or_default());
-        at += 16 + len;
     }
     out.write_all(&buf)
 }
