@@ -5,13 +5,14 @@
 //! is the same whatever the shard count. It holds only small fixed-size entries; the
 //! heavy per-flow state (reassembly buffers, analyzers) lives in the shards.
 
-use super::hash::FlowMap;
+use super::hash::FlowHash;
 use super::{ClientFrom, EndReason, Transport};
 use crate::decode::{ACK, FIN, RST, SYN};
 use crate::model::Direction;
+use hashbrown::HashTable;
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Caps and timeouts of the flow table; all times are capture time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,23 +74,30 @@ pub struct TableStats {
     pub peak_live: u64,
 }
 
-/// The symmetric flow key: the two endpoints in a fixed order.
+/// The symmetric flow key: the two endpoints in a fixed order, packed into 40 bytes
+/// (addresses as 16 bytes, IPv4 in the first four) because the table keeps one per live
+/// and per remembered conversation, hundreds of thousands at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key {
-    pub transport: Transport,
-    pub lo: SocketAddr,
-    pub hi: SocketAddr,
+    lo: [u8; 16],
+    hi: [u8; 16],
+    lo_port: u16,
+    hi_port: u16,
+    transport: Transport,
+    v6: bool,
 }
 
-fn addr_bits(a: &SocketAddr) -> u128 {
+fn packed(a: &SocketAddr) -> [u8; 16] {
+    let mut b = [0u8; 16];
     match a.ip() {
-        std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)) | (1 << 127),
-        std::net::IpAddr::V6(v6) => u128::from(v6),
+        IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => b = v6.octets(),
     }
+    b
 }
 
-/// Five words per key instead of the field-by-field walk of `SocketAddr`'s own `Hash`
-/// (which the flow tables paid on every packet).
+/// Five words per key instead of a field-by-field walk (the flow tables hash on every
+/// packet).
 impl Hash for Key {
     fn hash<H: Hasher>(&self, h: &mut H) {
         let proto = match self.transport {
@@ -98,23 +106,63 @@ impl Hash for Key {
             Transport::Esp => 50,
             Transport::Ip(p) => 0x100 | u64::from(p),
         };
-        let (lo, hi) = (addr_bits(&self.lo), addr_bits(&self.hi));
-        h.write_u64(proto | (u64::from(self.lo.port()) << 16) | (u64::from(self.hi.port()) << 32));
-        h.write_u64(lo as u64);
-        h.write_u64((lo >> 64) as u64);
-        h.write_u64(hi as u64);
-        h.write_u64((hi >> 64) as u64);
+        let word = |b: &[u8; 16], half: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[half * 8..half * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        h.write_u64(
+            proto
+                | (u64::from(self.lo_port) << 16)
+                | (u64::from(self.hi_port) << 32)
+                | (u64::from(self.v6) << 48),
+        );
+        h.write_u64(word(&self.lo, 0));
+        h.write_u64(word(&self.lo, 1));
+        h.write_u64(word(&self.hi, 0));
+        h.write_u64(word(&self.hi, 1));
     }
 }
 
 impl Key {
     pub fn new(transport: Transport, a: SocketAddr, b: SocketAddr) -> Key {
-        let (lo, hi) = if (a.ip(), a.port()) <= (b.ip(), b.port()) {
-            (a, b)
+        let (pa, pb) = (packed(&a), packed(&b));
+        // The same order as (IpAddr, port) within one address family.
+        let ((lo, lo_port), (hi, hi_port)) = if (pa, a.port()) <= (pb, b.port()) {
+            ((pa, a.port()), (pb, b.port()))
         } else {
-            (b, a)
+            ((pb, b.port()), (pa, a.port()))
         };
-        Key { transport, lo, hi }
+        Key {
+            lo,
+            hi,
+            lo_port,
+            hi_port,
+            transport,
+            v6: a.is_ipv6(),
+        }
+    }
+
+    fn addr(&self, bytes: &[u8; 16], port: u16) -> SocketAddr {
+        let ip = if self.v6 {
+            IpAddr::V6(Ipv6Addr::from(*bytes))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    fn lo(&self) -> SocketAddr {
+        self.addr(&self.lo, self.lo_port)
+    }
+
+    fn hi(&self) -> SocketAddr {
+        self.addr(&self.hi, self.hi_port)
+    }
+
+    /// `a` is the lower endpoint of this key.
+    fn is_lo(&self, a: &SocketAddr) -> bool {
+        a.port() == self.lo_port && packed(a) == self.lo
     }
 
     /// A hash that is the same on every run and for both directions (FNV-1a).
@@ -213,19 +261,51 @@ impl Class {
 struct Identity {
     conversation_frame: u64,
     stream: Option<u64>,
-    client: SocketAddr,
-    client_from: ClientFrom,
     /// First sequence number seen per direction (client, server), Wireshark's base_seq.
     base_seq: [Option<u32>; 2],
+    /// The client is the key's lower endpoint.
+    client_lo: bool,
+    client_from: ClientFrom,
     /// The connection already ended with FIN or RST: a straggler's record is closed soon.
     ended: bool,
 }
 
+impl Identity {
+    fn client(&self, key: &Key) -> SocketAddr {
+        if self.client_lo {
+            key.lo()
+        } else {
+            key.hi()
+        }
+    }
+
+    fn server(&self, key: &Key) -> SocketAddr {
+        if self.client_lo {
+            key.hi()
+        } else {
+            key.lo()
+        }
+    }
+
+    fn direction(&self, key: &Key, src: &SocketAddr) -> Direction {
+        if key.is_lo(src) == self.client_lo {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        }
+    }
+}
+
+/// Marks a free slot of the live table (flow ids count up from 0).
+const FREE_FLOW: u64 = u64::MAX;
+
 struct Live {
+    key: Key,
     id: Identity,
+    /// [`FREE_FLOW`] while the slot is free.
     flow_id: u64,
-    shard: usize,
     last_ts: i64,
+    shard: u32,
     class: Class,
     fin: [bool; 2],
     /// Sequence number of each direction's FIN.
@@ -234,29 +314,97 @@ struct Live {
     last_fin: Option<Direction>,
 }
 
+/// An ended conversation's identity; `serial` 0 marks a free slot.
 struct Remembered {
+    key: Key,
     id: Identity,
     serial: u64,
+}
+
+/// An idle-queue entry: the flow in `slot` is checked at `at` plus its class timeout,
+/// if the slot still holds flow `flow_id` in that class.
+#[derive(Clone, Copy)]
+struct Idle {
+    at: i64,
+    flow_id: u64,
+    slot: u32,
+}
+
+/// Slots and a hash index of slot numbers: the key is stored once, in its slot, and the
+/// queues refer to slots by a 4-byte number instead of copying the key.
+struct Slab<T> {
+    slots: Vec<T>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn find(&self, hash: u64, is: impl Fn(&T) -> bool) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(hash, |&i| is(&slots[i as usize])).copied()
+    }
+
+    /// Store `v` (whose key hashes to `hash`, and is not present); returns its slot.
+    fn insert(&mut self, hash: u64, v: T, rehash: impl Fn(&T) -> u64) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = v;
+                s
+            }
+            None => {
+                self.slots.push(v);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slots = &self.slots;
+        self.index
+            .insert_unique(hash, slot, |&i| rehash(&slots[i as usize]));
+        slot
+    }
+
+    /// Take `slot` (whose key hashes to `hash`) out of the index; the caller marks it free.
+    fn remove(&mut self, hash: u64, slot: u32) {
+        if let Ok(e) = self.index.find_entry(hash, |&i| i == slot) {
+            e.remove();
+            self.free.push(slot);
+        }
+    }
 }
 
 pub struct Table {
     limits: FlowLimits,
     shards: usize,
-    live: FlowMap<Key, Live>,
-    remembered: FlowMap<Key, Remembered>,
-    remembered_order: VecDeque<(Key, u64)>,
-    /// Closed connections' identities by expiry time (capture time).
-    remembered_closed: VecDeque<(i64, Key, u64)>,
+    hasher: FlowHash,
+    live: Slab<Live>,
+    remembered: Slab<Remembered>,
+    /// (slot, serial) in the order identities were remembered: the oldest go first
+    /// when `max_remembered` is reached.
+    remembered_order: VecDeque<(u32, u64)>,
+    /// Closed connections' identities by expiry time (capture time): (until, serial, slot).
+    remembered_closed: VecDeque<(i64, u64, u32)>,
     remembered_serial: u64,
-    /// Per class, (last activity when queued, key, flow id), oldest first.
-    idle: [VecDeque<(i64, Key, u64)>; 4],
+    /// Per class, oldest first.
+    idle: [VecDeque<Idle>; 4],
     next_flow: u64,
     /// Next tcp.stream and udp.stream index.
     next_stream: [u64; 2],
     closes: u64,
     now: i64,
-    /// A connection that ended with the packet just placed: closed by [`Table::after_packet`].
-    finished: Option<Key>,
+    /// A connection that ended with the packet just placed (slot, flow id): closed by
+    /// [`Table::after_packet`].
+    finished: Option<(u32, u64)>,
     pub events: Vec<Event>,
     pub stats: TableStats,
 }
@@ -266,8 +414,9 @@ impl Table {
         Table {
             limits,
             shards: shards.max(1),
-            live: FlowMap::default(),
-            remembered: FlowMap::default(),
+            hasher: FlowHash::default(),
+            live: Slab::new(),
+            remembered: Slab::new(),
             remembered_order: VecDeque::new(),
             remembered_closed: VecDeque::new(),
             remembered_serial: 0,
@@ -295,41 +444,51 @@ impl Table {
         }
     }
 
+    fn live_at(&self, slot: u32) -> &Live {
+        &self.live.slots[slot as usize]
+    }
+
+    fn live_at_mut(&mut self, slot: u32) -> &mut Live {
+        &mut self.live.slots[slot as usize]
+    }
+
     /// Assign a packet to its flow, opening, closing and expiring flows as needed.
     pub fn place(&mut self, p: &PacketView, frame: u64, ts_ns: i64) -> Placement {
         // Capture time only moves forward here, so a clock step back never expires flows early.
         self.now = self.now.max(ts_ns);
         self.expire();
         let key = Key::new(p.transport, p.src, p.dst);
+        let hash = self.hasher.hash_one(key);
         let pure_syn =
             p.transport == Transport::Tcp && p.flags & (SYN | ACK) == SYN && !p.icmp_error;
 
-        if let Some(live) = self.live.get(&key) {
-            let dir = direction(&live.id, p.src);
+        if let Some(slot) = self.live.find(hash, |l| l.key == key) {
+            let live = self.live_at(slot);
+            let dir = live.id.direction(&key, &p.src);
             let reused = pure_syn && live.id.base_seq[dir.index()].is_some_and(|b| b != p.seq);
             if !reused {
-                return self.touch(key, p, dir);
+                return self.touch(slot, p, dir);
             }
             self.stats.port_reuse += 1;
-            self.close(key, EndReason::PortReuse, false);
-            let id = self.new_identity(p, frame);
-            return self.open(key, id, false, p);
+            self.close(slot, EndReason::PortReuse, false);
+            let id = self.new_identity(&key, p, frame);
+            return self.open(key, hash, id, false, p);
         }
 
-        let (id, resumed) = match self.remembered.remove(&key) {
+        let (id, resumed) = match self.take_remembered(hash, &key) {
             Some(r) => {
-                let dir = direction(&r.id, p.src);
-                if pure_syn && r.id.base_seq[dir.index()].is_some_and(|b| b != p.seq) {
+                let dir = r.direction(&key, &p.src);
+                if pure_syn && r.base_seq[dir.index()].is_some_and(|b| b != p.seq) {
                     self.stats.port_reuse += 1;
-                    (self.new_identity(p, frame), false)
+                    (self.new_identity(&key, p, frame), false)
                 } else {
                     self.stats.resumed += 1;
-                    (r.id, true)
+                    (r, true)
                 }
             }
-            None => (self.new_identity(p, frame), false),
+            None => (self.new_identity(&key, p, frame), false),
         };
-        self.open(key, id, resumed, p)
+        self.open(key, hash, id, resumed, p)
     }
 
     /// Call once the packet just placed was handed on: a connection it ended (final ACK
@@ -337,21 +496,26 @@ impl Table {
     /// without waiting for a timeout. Its identity is remembered: a straggler still lands
     /// in the same Wireshark stream.
     pub fn after_packet(&mut self) {
-        if let Some(key) = self.finished.take() {
-            self.close(key, EndReason::Closed, true);
+        if let Some((slot, flow_id)) = self.finished.take() {
+            if self.live_at(slot).flow_id == flow_id {
+                self.close(slot, EndReason::Closed, true);
+            }
         }
     }
 
     /// End of the capture: close everything still open, oldest flow first.
     pub fn finish(&mut self) {
-        let mut keys: Vec<(u64, Key)> = self.live.iter().map(|(k, l)| (l.flow_id, *k)).collect();
-        keys.sort_by_key(|(id, _)| *id);
-        for (_, k) in keys {
-            self.close(k, EndReason::CaptureEnd, false);
+        let mut open: Vec<(u64, u32)> = (0..self.live.slots.len() as u32)
+            .map(|s| (self.live_at(s).flow_id, s))
+            .filter(|(id, _)| *id != FREE_FLOW)
+            .collect();
+        open.sort_unstable();
+        for (_, s) in open {
+            self.close(s, EndReason::CaptureEnd, false);
         }
     }
 
-    fn new_identity(&mut self, p: &PacketView, frame: u64) -> Identity {
+    fn new_identity(&mut self, key: &Key, p: &PacketView, frame: u64) -> Identity {
         let (client, client_from) = if p.transport == Transport::Tcp && !p.icmp_error {
             match p.flags & (SYN | ACK) {
                 SYN => (p.src, ClientFrom::Syn),
@@ -373,22 +537,28 @@ impl Table {
         Identity {
             conversation_frame: frame,
             stream,
-            client,
-            client_from,
             base_seq: [None; 2],
+            client_lo: key.is_lo(&client),
+            client_from,
             ended: false,
         }
     }
 
-    fn open(&mut self, key: Key, id: Identity, resumed: bool, p: &PacketView) -> Placement {
+    fn open(
+        &mut self,
+        key: Key,
+        hash: u64,
+        id: Identity,
+        resumed: bool,
+        p: &PacketView,
+    ) -> Placement {
         if self.live.len() >= self.limits.max_live.max(1) {
             self.evict_one();
         }
         let flow_id = self.next_flow;
         self.next_flow += 1;
         self.stats.flows += 1;
-        let shard = (key.stable_hash() % self.shards as u64) as usize;
-        let server = if id.client == key.lo { key.hi } else { key.lo };
+        let shard = (key.stable_hash() % self.shards as u64) as u32;
         let class = match p.transport {
             Transport::Tcp if id.ended => Class::TcpClosed,
             Transport::Tcp => Class::TcpOpen,
@@ -396,46 +566,45 @@ impl Table {
             _ => Class::Other,
         };
         self.events.push(Event::Open(
-            shard,
+            shard as usize,
             Box::new(Open {
                 flow_id,
                 transport: p.transport,
-                client: id.client,
-                server,
+                client: id.client(&key),
+                server: id.server(&key),
                 client_from: id.client_from,
                 conversation_frame: id.conversation_frame,
                 stream: id.stream,
                 resumed,
             }),
         ));
-        self.live.insert(
+        let live = Live {
             key,
-            Live {
-                id,
-                flow_id,
-                shard,
-                last_ts: self.now,
-                class,
-                fin: [false; 2],
-                fin_seq: [None; 2],
-                last_fin: None,
-            },
-        );
-        self.push_idle(class, self.now, key, flow_id);
+            id,
+            flow_id,
+            last_ts: self.now,
+            shard,
+            class,
+            fin: [false; 2],
+            fin_seq: [None; 2],
+            last_fin: None,
+        };
+        let hasher = self.hasher;
+        let slot = self
+            .live
+            .insert(hash, live, |l: &Live| hasher.hash_one(l.key));
+        self.push_idle(class, self.now, slot, flow_id);
         self.stats.peak_live = self.stats.peak_live.max(self.live.len() as u64);
-        let dir = direction(&id, p.src);
-        self.touch(key, p, dir)
+        let dir = id.direction(&key, &p.src);
+        self.touch(slot, p, dir)
     }
 
-    fn touch(&mut self, key: Key, p: &PacketView, dir: Direction) -> Placement {
+    fn touch(&mut self, slot: u32, p: &PacketView, dir: Direction) -> Placement {
         let now = self.now;
-        let Some(live) = self.live.get_mut(&key) else {
-            // Unreachable by construction; keep the packet in a fresh flow rather than panic.
-            let id = self.new_identity(p, 0);
-            return self.open(key, id, false, p);
-        };
+        let live = self.live_at_mut(slot);
         live.last_ts = now;
         let mut new_class = None;
+        let mut finished = false;
         if p.transport == Transport::Tcp && !p.icmp_error {
             let base = &mut live.id.base_seq[dir.index()];
             if base.is_none() {
@@ -459,7 +628,7 @@ impl Table {
                 let acked = live.fin_seq[last.index()]
                     .is_some_and(|f| (p.ack.wrapping_sub(f.wrapping_add(1)) as i32) >= 0);
                 if dir != last && p.flags & ACK != 0 && acked {
-                    self.finished = Some(key);
+                    finished = true;
                 }
             }
             if (p.flags & RST != 0 || live.fin == [true, true]) && live.class == Class::TcpOpen {
@@ -468,59 +637,62 @@ impl Table {
             }
         }
         let placement = Placement {
-            shard: live.shard,
+            shard: live.shard as usize,
             flow_id: live.flow_id,
             dir,
         };
+        if finished {
+            self.finished = Some((slot, placement.flow_id));
+        }
         if let Some(c) = new_class {
-            self.push_idle(c, now, key, placement.flow_id);
+            self.push_idle(c, now, slot, placement.flow_id);
         }
         placement
     }
 
-    /// Close flows idle past their timeout; stale queue entries are dropped or requeued.
+    /// The idle entry still stands for the flow in its slot, in class `class`.
+    fn idle_valid(&self, e: &Idle, class: Class) -> bool {
+        let l = self.live_at(e.slot);
+        l.flow_id == e.flow_id && l.class == class
+    }
+
     /// Queues a flow for its idle check. Entries of flows that ended or changed class
     /// stay in the queue until their time comes; when a queue holds twice as many
     /// entries as there are live flows, the stale ones are dropped, so the queues follow
     /// the live flows and not the capture's length.
-    fn push_idle(&mut self, class: Class, at: i64, key: Key, flow_id: u64) {
-        let q = &mut self.idle[class.index()];
-        q.push_back((at, key, flow_id));
-        if q.len() > 2 * self.live.len() + COMPACT_SLACK {
-            let live = &self.live;
-            q.retain(|(_, k, id)| {
-                live.get(k)
-                    .is_some_and(|l| l.flow_id == *id && l.class == class)
-            });
+    fn push_idle(&mut self, class: Class, at: i64, slot: u32, flow_id: u64) {
+        self.idle[class.index()].push_back(Idle { at, flow_id, slot });
+        if self.idle[class.index()].len() > 2 * self.live.len() + COMPACT_SLACK {
+            let mut q = std::mem::take(&mut self.idle[class.index()]);
+            q.retain(|e| self.idle_valid(e, class));
+            self.idle[class.index()] = q;
         }
     }
 
+    /// Close flows idle past their timeout; stale queue entries are dropped or requeued.
     fn expire(&mut self) {
         self.expire_remembered();
         for c in [Class::TcpOpen, Class::TcpClosed, Class::Udp, Class::Other] {
             let timeout = self.timeout(c);
-            while let Some(&(queued, key, flow_id)) = self.idle[c.index()].front() {
-                if queued.saturating_add(timeout) > self.now {
+            while let Some(&e) = self.idle[c.index()].front() {
+                if e.at.saturating_add(timeout) > self.now {
                     break;
                 }
                 self.idle[c.index()].pop_front();
-                let Some(live) = self.live.get(&key) else {
-                    continue;
-                };
-                if live.flow_id != flow_id || live.class != c {
+                if !self.idle_valid(&e, c) {
                     continue; // a stale entry: the flow ended or changed class
                 }
-                if live.last_ts.saturating_add(timeout) <= self.now {
+                let last = self.live_at(e.slot).last_ts;
+                if last.saturating_add(timeout) <= self.now {
                     self.stats.timed_out += 1;
                     let reason = if c == Class::TcpClosed {
                         EndReason::Closed
                     } else {
                         EndReason::Timeout
                     };
-                    self.close(key, reason, true);
+                    self.close(e.slot, reason, true);
                 } else {
-                    let last = live.last_ts;
-                    self.idle[c.index()].push_back((last, key, flow_id));
+                    self.idle[c.index()].push_back(Idle { at: last, ..e });
                 }
             }
         }
@@ -532,106 +704,128 @@ impl Table {
             // The queue whose front is oldest.
             let mut best: Option<(i64, usize)> = None;
             for (i, q) in self.idle.iter().enumerate() {
-                if let Some(&(t, _, _)) = q.front() {
-                    if best.is_none_or(|(bt, _)| t < bt) {
-                        best = Some((t, i));
+                if let Some(e) = q.front() {
+                    if best.is_none_or(|(bt, _)| e.at < bt) {
+                        best = Some((e.at, i));
                     }
                 }
             }
             let Some((_, qi)) = best else { return };
-            let Some((queued, key, flow_id)) = self.idle[qi].pop_front() else {
+            let Some(e) = self.idle[qi].pop_front() else {
                 return;
             };
-            let Some(live) = self.live.get(&key) else {
-                continue;
-            };
-            if live.flow_id != flow_id || live.class.index() != qi {
+            let live = self.live_at(e.slot);
+            if live.flow_id != e.flow_id || live.class.index() != qi {
                 continue;
             }
-            if live.last_ts > queued {
+            if live.last_ts > e.at {
                 let last = live.last_ts;
-                self.idle[qi].push_back((last, key, flow_id));
+                self.idle[qi].push_back(Idle { at: last, ..e });
                 continue;
             }
             self.stats.evicted += 1;
-            self.close(key, EndReason::Evicted, true);
+            self.close(e.slot, EndReason::Evicted, true);
             return;
         }
     }
 
-    fn close(&mut self, key: Key, reason: EndReason, remember: bool) {
-        let Some(live) = self.live.remove(&key) else {
+    fn close(&mut self, slot: u32, reason: EndReason, remember: bool) {
+        let live = self.live_at(slot);
+        if live.flow_id == FREE_FLOW {
             return;
-        };
+        }
+        let (key, mut id, flow_id, shard) = (live.key, live.id, live.flow_id, live.shard);
+        let hash = self.hasher.hash_one(key);
+        self.live.remove(hash, slot);
+        self.live_at_mut(slot).flow_id = FREE_FLOW;
         self.events.push(Event::Close {
-            shard: live.shard,
-            flow_id: live.flow_id,
+            shard: shard as usize,
+            flow_id,
             reason,
             seq: self.closes,
         });
         self.closes += 1;
         if remember && key.transport.has_ports() {
-            let mut id = live.id;
             id.ended = reason == EndReason::Closed;
-            let serial = self.remember(key, id);
-            if reason == EndReason::Closed {
-                let until = self.now.saturating_add(self.limits.remember_closed_ns);
-                self.remembered_closed.push_back((until, key, serial));
+            if let Some((slot, serial)) = self.remember(key, hash, id) {
+                if reason == EndReason::Closed {
+                    let until = self.now.saturating_add(self.limits.remember_closed_ns);
+                    self.remembered_closed.push_back((until, serial, slot));
+                }
             }
         }
+    }
+
+    /// The remembered identity in `slot` if it is still the one numbered `serial`.
+    fn remembered_is(&self, slot: u32, serial: u64) -> bool {
+        self.remembered.slots[slot as usize].serial == serial
+    }
+
+    fn forget(&mut self, slot: u32) {
+        let r = &self.remembered.slots[slot as usize];
+        let hash = self.hasher.hash_one(r.key);
+        self.remembered.remove(hash, slot);
+        self.remembered.slots[slot as usize].serial = 0;
+    }
+
+    /// Take the identity remembered for `key`, if any.
+    fn take_remembered(&mut self, hash: u64, key: &Key) -> Option<Identity> {
+        let slot = self.remembered.find(hash, |r| r.key == *key)?;
+        let id = self.remembered.slots[slot as usize].id;
+        self.forget(slot);
+        Some(id)
     }
 
     /// Forget closed connections whose straggler window has passed.
     fn expire_remembered(&mut self) {
-        while let Some(&(until, key, serial)) = self.remembered_closed.front() {
+        while let Some(&(until, serial, slot)) = self.remembered_closed.front() {
             if until > self.now {
                 break;
             }
             self.remembered_closed.pop_front();
-            if self
-                .remembered
-                .get(&key)
-                .is_some_and(|r| r.serial == serial)
-            {
-                self.remembered.remove(&key);
+            if self.remembered_is(slot, serial) {
+                self.forget(slot);
             }
         }
     }
 
-    fn remember(&mut self, key: Key, id: Identity) -> u64 {
+    fn remember(&mut self, key: Key, hash: u64, id: Identity) -> Option<(u32, u64)> {
         if self.limits.max_remembered == 0 {
             self.stats.forgotten += 1;
-            return 0;
+            return None;
         }
         while self.remembered.len() >= self.limits.max_remembered {
-            let Some((k, serial)) = self.remembered_order.pop_front() else {
+            let Some((slot, serial)) = self.remembered_order.pop_front() else {
                 break;
             };
-            if self.remembered.get(&k).is_some_and(|r| r.serial == serial) {
-                self.remembered.remove(&k);
+            if self.remembered_is(slot, serial) {
+                self.forget(slot);
                 self.stats.forgotten += 1;
             }
         }
         self.remembered_serial += 1;
         let serial = self.remembered_serial;
-        self.remembered.insert(key, Remembered { id, serial });
-        self.remembered_order.push_back((key, serial));
-        // Keep the order queue from growing with stale entries (identities that expired
-        // or were resumed): compacted when it holds twice what is remembered.
-        if self.remembered_order.len() > 2 * self.remembered.len() + COMPACT_SLACK {
-            let remembered = &self.remembered;
-            self.remembered_order
-                .retain(|(k, s)| remembered.get(k).is_some_and(|r| r.serial == *s));
+        let hasher = self.hasher;
+        let slot =
+            self.remembered
+                .insert(hash, Remembered { key, id, serial }, |r: &Remembered| {
+                    hasher.hash_one(r.key)
+                });
+        self.remembered_order.push_back((slot, serial));
+        // Keep the queues from growing with stale entries (identities that expired or
+        // were resumed): compacted when one holds twice what is remembered.
+        let bound = 2 * self.remembered.len() + COMPACT_SLACK;
+        if self.remembered_order.len() > bound {
+            let mut q = std::mem::take(&mut self.remembered_order);
+            q.retain(|&(s, n)| self.remembered_is(s, n));
+            self.remembered_order = q;
         }
-        serial
-    }
-}
-
-fn direction(id: &Identity, src: SocketAddr) -> Direction {
-    if src == id.client {
-        Direction::ToServer
-    } else {
-        Direction::ToClient
+        if self.remembered_closed.len() > bound {
+            let mut q = std::mem::take(&mut self.remembered_closed);
+            q.retain(|&(_, n, s)| self.remembered_is(s, n));
+            self.remembered_closed = q;
+        }
+        Some((slot, serial))
     }
 }
 
