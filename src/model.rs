@@ -215,10 +215,14 @@ pub const MAX_AUTH_EVENTS: usize = 64;
 
 /// Protocol facts: key -> distinct values. One flat vector in insertion order (a flow has
 /// a few dozen facts at most; a map of sets cost kilobytes per flow in tree nodes and a
-/// sorted vector paid string comparisons on every insert); sorted when read out.
+/// sorted vector paid string comparisons on every insert); sorted when read out. The
+/// values share one string: a fact costs its key, an offset and its bytes, not a heap
+/// string of its own (every live flow holds its facts, hundreds of thousands at once).
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
-    items: Vec<(&'static str, String)>,
+    /// (key, end of the value in `text`); a value starts where the one before it ends.
+    items: Vec<(&'static str, u32)>,
+    text: String,
 }
 
 impl PartialEq for Facts {
@@ -230,10 +234,10 @@ impl Eq for Facts {}
 
 /// The values of one fact key, in order.
 #[derive(Clone, Debug)]
-pub struct FactValues<'a>(Vec<&'a String>);
+pub struct FactValues<'a>(Vec<&'a str>);
 
 impl<'a> FactValues<'a> {
-    pub fn iter(&self) -> impl Iterator<Item = &'a String> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.0.iter().copied()
     }
     pub fn len(&self) -> usize {
@@ -243,7 +247,7 @@ impl<'a> FactValues<'a> {
         self.0.is_empty()
     }
     pub fn contains(&self, value: &str) -> bool {
-        self.0.iter().any(|v| v.as_str() == value)
+        self.0.iter().any(|v| *v == value)
     }
 }
 
@@ -253,21 +257,37 @@ fn same_key(a: &str, b: &str) -> bool {
 }
 
 impl Facts {
-    /// Add a value; false when the key already holds [`MAX_FACT_VALUES`] others.
-    pub fn insert(&mut self, key: &'static str, value: String) -> bool {
+    /// Each (key, value) in insertion order.
+    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        let mut start = 0usize;
+        self.items.iter().map(move |&(k, end)| {
+            let end = end as usize;
+            let v = self.text.get(start..end).unwrap_or("");
+            start = end;
+            (k, v)
+        })
+    }
+
+    /// Add a value; false when the key already holds [`MAX_FACT_VALUES`] others (or
+    /// the values of one flow would pass 4 GiB).
+    pub fn insert(&mut self, key: &'static str, value: &str) -> bool {
         let mut n = 0;
-        for (k, v) in &self.items {
+        for (k, v) in self.pairs() {
             if same_key(k, key) {
-                if *v == value {
+                if v == value {
                     return true;
                 }
                 n += 1;
             }
         }
+        let Ok(end) = u32::try_from(self.text.len() + value.len()) else {
+            return false;
+        };
         if n >= MAX_FACT_VALUES {
             return false;
         }
-        self.items.push((key, value));
+        self.text.push_str(value);
+        self.items.push((key, end));
         true
     }
 
@@ -276,23 +296,20 @@ impl Facts {
     }
 
     pub fn contains(&self, key: &str, value: &str) -> bool {
-        self.items
-            .iter()
-            .any(|(k, v)| same_key(k, key) && v == value)
+        self.pairs().any(|(k, v)| same_key(k, key) && v == value)
     }
 
     /// The values of `key`, sorted.
     pub fn get(&self, key: &str) -> Option<FactValues<'_>> {
-        let mut v: Vec<&String> = self
-            .items
-            .iter()
+        let mut v: Vec<&str> = self
+            .pairs()
             .filter(|(k, _)| same_key(k, key))
             .map(|(_, v)| v)
             .collect();
         if v.is_empty() {
             return None;
         }
-        v.sort();
+        v.sort_unstable();
         Some(FactValues(v))
     }
 
@@ -300,9 +317,9 @@ impl Facts {
         self.items.is_empty()
     }
 
-    fn sorted(&self) -> Vec<(&'static str, &String)> {
-        let mut v: Vec<(&'static str, &String)> = self.items.iter().map(|(k, v)| (*k, v)).collect();
-        v.sort();
+    fn sorted(&self) -> Vec<(&'static str, &str)> {
+        let mut v: Vec<(&'static str, &str)> = self.pairs().collect();
+        v.sort_unstable();
         v
     }
 
@@ -354,8 +371,8 @@ pub struct Posture {
 }
 
 impl Posture {
-    pub fn fact(&mut self, key: &'static str, value: impl Into<String>) {
-        if !self.facts.insert(key, value.into()) {
+    pub fn fact(&mut self, key: &'static str, value: impl AsRef<str>) {
+        if !self.facts.insert(key, value.as_ref()) {
             self.facts_dropped += 1;
         }
     }

@@ -948,7 +948,7 @@ fn our_streams(flows: &[dpaudit::flow::Flow]) -> BTreeMap<(String, u64), Ours> {
         let o = by.entry((f.transport.name(), index)).or_default();
         for (k, vs) in f.posture.facts.iter() {
             let set = o.facts.entry(k.to_string()).or_default();
-            set.extend(vs.iter().cloned());
+            set.extend(vs.iter().map(str::to_string));
         }
         o.auth.extend(f.posture.auth.iter().cloned());
         o.tls.extend(f.posture.tls.as_deref().cloned());
@@ -1230,7 +1230,7 @@ fn dump_postures() {
         for (k, vs) in f.posture.facts.iter() {
             println!(
                 "    {k} = {}",
-                vs.iter().cloned().collect::<Vec<_>>().join(" | ")
+                vs.iter().collect::<Vec<_>>().join(" | ")
             );
         }
         for a in &f.posture.auth {

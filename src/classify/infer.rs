@@ -284,7 +284,7 @@ pub(crate) fn rpc_interfaces(f: &Flow) -> BTreeSet<&str> {
     ] {
         if let Some(vals) = f.posture.facts.get(key) {
             for v in vals.iter() {
-                out.insert(v.as_str());
+                out.insert(v);
             }
         }
     }
@@ -295,7 +295,7 @@ pub(crate) fn rpc_interfaces(f: &Flow) -> BTreeSet<&str> {
 fn answered_interfaces(f: &Flow) -> BTreeSet<&str> {
     let mut out = BTreeSet::new();
     if let Some(vals) = f.posture.facts.get("dcerpc.accepted") {
-        out.extend(vals.iter().map(String::as_str));
+        out.extend(vals.iter());
     }
     if out.is_empty() && f.frames[1] > 0 {
         out = rpc_interfaces(f);

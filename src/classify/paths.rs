@@ -271,7 +271,7 @@ impl<'a> Observed<'a> {
         if let Some(eps) = p.facts.get("http.endpoint") {
             for ep in eps.iter() {
                 if let Some(prefix) = endpoint_prefix(ep) {
-                    endpoints.push((ep.as_str(), prefix));
+                    endpoints.push((ep, prefix));
                 }
             }
         }

@@ -464,7 +464,7 @@ fn facts_have(f: &Flow, key: &str, pred: impl Fn(&str) -> bool) -> bool {
     f.posture
         .facts
         .get(key)
-        .is_some_and(|v| v.iter().any(|x| pred(x.as_str())))
+        .is_some_and(|v| v.iter().any(|x| pred(x)))
 }
 
 /// How the payload was protected, judged for `row`.
@@ -510,7 +510,7 @@ fn clear_text(f: &Flow) -> String {
         "dcerpc" => match p.facts.get("dcerpc.auth-level") {
             Some(levels) => format!(
                 "DCE/RPC at auth level {} (payload in clear); packet privacy (6) expected",
-                levels.iter().cloned().collect::<Vec<_>>().join(", ")
+                levels.iter().collect::<Vec<_>>().join(", ")
             ),
             None => "DCE/RPC without authentication (payload in clear)".into(),
         },
@@ -770,7 +770,7 @@ fn weak_auth(cx: &Cx, out: &mut Vec<Finding>) {
     let list = |key: &str| -> Vec<String> {
         p.facts
             .get(key)
-            .map(|v| v.iter().cloned().collect())
+            .map(|v| v.iter().map(str::to_string).collect())
             .unwrap_or_default()
     };
     let offered = list("krb5.etype-offered");
@@ -823,7 +823,7 @@ fn weak_auth(cx: &Cx, out: &mut Vec<Finding>) {
         let user = krb.iter().find_map(|a| a.user.clone()).or_else(|| {
             p.facts
                 .get("krb5.client")
-                .and_then(|v| v.iter().next().cloned())
+                .and_then(|v| v.iter().next().map(str::to_string))
         });
         let observed = format!("Kerberos encryption types {}", why.join("; "));
         cx.emit(
@@ -904,7 +904,7 @@ fn starttls_not_used(cx: &Cx, out: &mut Vec<Finding>) {
         let Some(vals) = f.posture.facts.get(key) else {
             continue;
         };
-        let refused = vals.iter().find(|v| v.starts_with("refused")).cloned();
+        let refused = vals.iter().find(|v| v.starts_with("refused")).map(str::to_string);
         let offered = vals.contains("offered");
         let requested = vals.contains("requested");
         let (severity, observed) = match refused {

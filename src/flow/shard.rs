@@ -82,7 +82,8 @@ struct Probing {
 }
 
 enum App {
-    Probing(Probing),
+    /// Boxed: most of a flow's life is spent past the probe.
+    Probing(Box<Probing>),
     Active(Box<dyn Analyzer>),
     /// Nothing more to parse: encrypted, finished, or never recognised. Bytes are counted.
     Passive,
@@ -178,7 +179,7 @@ impl Shard {
                 posture.detected_by = Some("port");
                 App::Passive
             }
-            Transport::Tcp | Transport::Udp => App::Probing(Probing::default()),
+            Transport::Tcp | Transport::Udp => App::Probing(Box::default()),
             _ => App::Passive,
         };
         let flow = Flow {
@@ -393,7 +394,7 @@ impl State {
                 }
             }
             if let Some((reg, by)) = pick {
-                start(&mut self.flow, &mut self.app, reg, by, limits);
+                start(&mut self.flow, &mut self.app, reg, by, limits, None);
             }
         }
         if let App::Active(a) = &mut self.app {
@@ -508,15 +509,16 @@ fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed<'_
                 pr.rejected[dir.index()] = all_no;
                 c
             };
-            pr.chunks.push(Chunk {
-                dir,
-                frame: at.frame,
-                ts_ns: at.ts_ns,
-                data: bytes.to_vec(),
-            });
             match choice {
-                Some((reg, by)) => start(flow, app, reg, by, at.limits),
+                // The bytes in hand are replayed last, without a copy.
+                Some((reg, by)) => start(flow, app, reg, by, at.limits, Some((dir, bytes, at))),
                 None => {
+                    pr.chunks.push(Chunk {
+                        dir,
+                        frame: at.frame,
+                        ts_ns: at.ts_ns,
+                        data: bytes.to_vec(),
+                    });
                     let tcp_gave_up = tcp && pr.rejected == [true, true];
                     let udp_gave_up = !tcp && pr.datagrams >= PROBE_MAX_DATAGRAMS;
                     if tcp_gave_up || udp_gave_up {
@@ -528,13 +530,15 @@ fn feed(flow: &mut Flow, app: &mut App, dir: Direction, bytes: &[u8], at: Fed<'_
     }
 }
 
-/// An analyzer claimed the flow: replay what the probe held, in arrival order.
+/// An analyzer claimed the flow: replay what the probe held, in arrival order, then
+/// the bytes that decided it (`last`, not held).
 fn start(
     flow: &mut Flow,
     app: &mut App,
     reg: &'static Registration,
     by: &'static str,
-    at_limits: &ProtoLimits,
+    limits: &ProtoLimits,
+    last: Option<(Direction, &[u8], Fed<'_>)>,
 ) {
     let App::Probing(pr) = std::mem::replace(app, App::Passive) else {
         return;
@@ -542,16 +546,17 @@ fn start(
     flow.posture.protocol = Some(reg.name);
     flow.posture.detected_by = Some(by);
     let mut a = (reg.make)();
-    for c in pr.chunks {
-        let mut cx = ctx(
-            flow,
-            Fed {
-                frame: c.frame,
-                ts_ns: c.ts_ns,
-                limits: at_limits,
-            },
-        );
-        if a.data(c.dir, &c.data, &mut cx) == Next::Done {
+    let held = pr.chunks.iter().map(|c| {
+        let fed = Fed {
+            frame: c.frame,
+            ts_ns: c.ts_ns,
+            limits,
+        };
+        (c.dir, c.data.as_slice(), fed)
+    });
+    for (d, data, fed) in held.chain(last) {
+        let mut cx = ctx(flow, fed);
+        if a.data(d, data, &mut cx) == Next::Done {
             a.finish(&mut cx);
             return;
         }

@@ -71,7 +71,7 @@ pub fn kinds(p: &Posture) -> Vec<&'static str> {
 pub fn facts(p: &Posture, key: &str) -> Vec<String> {
     p.facts
         .get(key)
-        .map(|s| s.iter().cloned().collect())
+        .map(|s| s.iter().map(str::to_string).collect())
         .unwrap_or_default()
 }
 

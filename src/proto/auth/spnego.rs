@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(
             p.facts
                 .get("spnego.mech-chosen")
-                .map(|s| s.iter().map(String::as_str).collect::<Vec<_>>()),
+                .map(|s| s.iter().collect::<Vec<_>>()),
             Some(vec!["ntlmssp"]),
             "mechTypes is a preference list, the token is what is used"
         );
