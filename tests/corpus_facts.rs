@@ -1228,10 +1228,7 @@ fn dump_postures() {
             f.posture.encryption
         );
         for (k, vs) in f.posture.facts.iter() {
-            println!(
-                "    {k} = {}",
-                vs.iter().collect::<Vec<_>>().join(" | ")
-            );
+            println!("    {k} = {}", vs.iter().collect::<Vec<_>>().join(" | "));
         }
         for a in &f.posture.auth {
             println!(

@@ -904,7 +904,10 @@ fn starttls_not_used(cx: &Cx, out: &mut Vec<Finding>) {
         let Some(vals) = f.posture.facts.get(key) else {
             continue;
         };
-        let refused = vals.iter().find(|v| v.starts_with("refused")).map(str::to_string);
+        let refused = vals
+            .iter()
+            .find(|v| v.starts_with("refused"))
+            .map(str::to_string);
         let offered = vals.contains("offered");
         let requested = vals.contains("requested");
         let (severity, observed) = match refused {

@@ -24,7 +24,7 @@ use crate::model::Posture;
 use std::net::{IpAddr, SocketAddr};
 
 pub use pipeline::{analyze, collect_file, sort_flows, EngineConfig, FileResult, FlowSink};
-pub use reassembly::{ReassemblyLimits, ReassemblyStats};
+pub use reassembly::{ReassemblyLimits, ReassemblyStats, ReassemblyTotals};
 pub use table::{FlowLimits, TableStats};
 
 /// The transport of a flow.
@@ -142,7 +142,7 @@ pub struct Flow {
     pub ah_seen: bool,
     /// Some packets came through a tunnel (IP-in-IP, GRE, ERSPAN).
     pub tunneled: bool,
-    pub reassembly: [ReassemblyStats; 2],
+    pub reassembly: ReassemblyTotals,
     pub posture: Posture,
 }
 

@@ -407,14 +407,17 @@ fn read_all(
     if let Some(pb) = &cfg.progress {
         pb.inc(unreported);
     }
-    table.finish();
-    forward_events(&mut table, dispatch);
+    table.finish_with(|events| forward(events, dispatch));
     dispatch.flush();
     (res.err(), table.stats)
 }
 
 fn forward_events(table: &mut Table, dispatch: &mut Dispatch) {
-    for e in table.events.drain(..) {
+    forward(&mut table.events, dispatch);
+}
+
+fn forward(events: &mut Vec<Event>, dispatch: &mut Dispatch) {
+    for e in events.drain(..) {
         match e {
             Event::Open(shard, o) => dispatch.send(shard, Msg::Open(o), &[]),
             Event::Close {

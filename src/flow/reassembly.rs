@@ -61,6 +61,41 @@ pub struct ReassemblyStats {
     pub implausible: u64,
 }
 
+/// A flow's reassembly counters for both directions, allocated only when one is not
+/// zero: most flows never retransmit, and every live flow carries this.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReassemblyTotals(Option<Box<[ReassemblyStats; 2]>>);
+
+const NO_STATS: ReassemblyStats = ReassemblyStats {
+    retransmitted_bytes: 0,
+    conflicting_overlaps: 0,
+    out_of_order: 0,
+    gaps: 0,
+    gap_bytes: 0,
+    cap_hits: 0,
+    implausible: 0,
+};
+
+impl ReassemblyTotals {
+    /// Client-to-server, then server-to-client.
+    pub fn iter(&self) -> impl Iterator<Item = &ReassemblyStats> {
+        [&self[0], &self[1]].into_iter()
+    }
+}
+
+impl std::ops::Index<usize> for ReassemblyTotals {
+    type Output = ReassemblyStats;
+    fn index(&self, i: usize) -> &ReassemblyStats {
+        self.0.as_deref().map_or(&NO_STATS, |s| &s[i])
+    }
+}
+
+impl std::ops::IndexMut<usize> for ReassemblyTotals {
+    fn index_mut(&mut self, i: usize) -> &mut ReassemblyStats {
+        &mut self.0.get_or_insert_with(Default::default)[i]
+    }
+}
+
 struct Held {
     seq: u32,
     data: Vec<u8>,

@@ -3,7 +3,7 @@
 //! flows, in capture order, and never looks at another flow.
 
 use super::hash::FlowMap;
-use super::reassembly::{Piece, Reassembler, ReassemblyLimits};
+use super::reassembly::{Piece, Reassembler, ReassemblyLimits, ReassemblyStats};
 use super::table::Open;
 use super::{EndReason, Flow, Transport};
 use crate::decode::{ACK, FIN, RST, SYN};
@@ -413,6 +413,9 @@ impl State {
             return;
         };
         for (i, r) in reasm.iter().enumerate() {
+            if r.stats == ReassemblyStats::default() {
+                continue;
+            }
             let acc = &mut self.flow.reassembly[i];
             acc.retransmitted_bytes += r.stats.retransmitted_bytes;
             acc.conflicting_overlaps += r.stats.conflicting_overlaps;

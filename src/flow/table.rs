@@ -246,6 +246,9 @@ enum Class {
 }
 
 impl Class {
+    /// Every class, in the order of [`Class::index`].
+    const ALL: [Class; 4] = [Class::TcpOpen, Class::TcpClosed, Class::Udp, Class::Other];
+
     fn index(self) -> usize {
         match self {
             Class::TcpOpen => 0,
@@ -323,11 +326,14 @@ struct Remembered {
 
 /// An idle-queue entry: the flow in `slot` is checked at `at` plus its class timeout,
 /// if the slot still holds flow `flow_id` in that class.
+/// `tag` is the flow id's low 32 bits: an entry whose slot was since reused by a flow
+/// with the same tag (2^32 flows later) only causes an early idle check, which
+/// re-reads that flow's own last activity.
 #[derive(Clone, Copy)]
 struct Idle {
     at: i64,
-    flow_id: u64,
     slot: u32,
+    tag: u32,
 }
 
 /// Slots and a hash index of slot numbers: the key is stored once, in its slot, and the
@@ -364,6 +370,11 @@ impl<T> Slab<T> {
                 s
             }
             None => {
+                // Grown by a quarter, not doubled: the slots are most of the table's
+                // memory, and a doubling at 150,000 flows would leave 150,000 empty.
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact((self.slots.len() / 4).max(1024));
+                }
                 self.slots.push(v);
                 (self.slots.len() - 1) as u32
             }
@@ -505,14 +516,24 @@ impl Table {
 
     /// End of the capture: close everything still open, oldest flow first.
     pub fn finish(&mut self) {
+        self.finish_with(|_| {});
+    }
+
+    /// [`Table::finish`], handing the events to `drain` every few thousand closes so
+    /// they never pile up for every live flow at once.
+    pub fn finish_with(&mut self, mut drain: impl FnMut(&mut Vec<Event>)) {
         let mut open: Vec<(u64, u32)> = (0..self.live.slots.len() as u32)
             .map(|s| (self.live_at(s).flow_id, s))
             .filter(|(id, _)| *id != FREE_FLOW)
             .collect();
         open.sort_unstable();
-        for (_, s) in open {
+        for (n, (_, s)) in open.into_iter().enumerate() {
             self.close(s, EndReason::CaptureEnd, false);
+            if n % 4096 == 4095 {
+                drain(&mut self.events);
+            }
         }
+        drain(&mut self.events);
     }
 
     fn new_identity(&mut self, key: &Key, p: &PacketView, frame: u64) -> Identity {
@@ -653,7 +674,7 @@ impl Table {
     /// The idle entry still stands for the flow in its slot, in class `class`.
     fn idle_valid(&self, e: &Idle, class: Class) -> bool {
         let l = self.live_at(e.slot);
-        l.flow_id == e.flow_id && l.class == class
+        l.flow_id != FREE_FLOW && l.flow_id as u32 == e.tag && l.class == class
     }
 
     /// Queues a flow for its idle check. Entries of flows that ended or changed class
@@ -661,7 +682,8 @@ impl Table {
     /// entries as there are live flows, the stale ones are dropped, so the queues follow
     /// the live flows and not the capture's length.
     fn push_idle(&mut self, class: Class, at: i64, slot: u32, flow_id: u64) {
-        self.idle[class.index()].push_back(Idle { at, flow_id, slot });
+        let tag = flow_id as u32;
+        self.idle[class.index()].push_back(Idle { at, slot, tag });
         if self.idle[class.index()].len() > 2 * self.live.len() + COMPACT_SLACK {
             let mut q = std::mem::take(&mut self.idle[class.index()]);
             q.retain(|e| self.idle_valid(e, class));
@@ -672,7 +694,7 @@ impl Table {
     /// Close flows idle past their timeout; stale queue entries are dropped or requeued.
     fn expire(&mut self) {
         self.expire_remembered();
-        for c in [Class::TcpOpen, Class::TcpClosed, Class::Udp, Class::Other] {
+        for c in Class::ALL {
             let timeout = self.timeout(c);
             while let Some(&e) = self.idle[c.index()].front() {
                 if e.at.saturating_add(timeout) > self.now {
@@ -714,10 +736,10 @@ impl Table {
             let Some(e) = self.idle[qi].pop_front() else {
                 return;
             };
-            let live = self.live_at(e.slot);
-            if live.flow_id != e.flow_id || live.class.index() != qi {
+            if !self.idle_valid(&e, Class::ALL[qi]) {
                 continue;
             }
+            let live = self.live_at(e.slot);
             if live.last_ts > e.at {
                 let last = live.last_ts;
                 self.idle[qi].push_back(Idle { at: last, ..e });
