@@ -247,7 +247,7 @@ impl<'a> FactValues<'a> {
         self.0.is_empty()
     }
     pub fn contains(&self, value: &str) -> bool {
-        self.0.iter().any(|v| *v == value)
+        self.0.contains(&value)
     }
 }
 
@@ -272,13 +272,16 @@ impl Facts {
     /// the values of one flow would pass 4 GiB).
     pub fn insert(&mut self, key: &'static str, value: &str) -> bool {
         let mut n = 0;
-        for (k, v) in self.pairs() {
+        let mut start = 0;
+        for &(k, end) in &self.items {
+            let end = end as usize;
             if same_key(k, key) {
-                if v == value {
+                if self.text.as_bytes().get(start..end) == Some(value.as_bytes()) {
                     return true;
                 }
                 n += 1;
             }
+            start = end;
         }
         let Ok(end) = u32::try_from(self.text.len() + value.len()) else {
             return false;
@@ -296,7 +299,14 @@ impl Facts {
     }
 
     pub fn contains(&self, key: &str, value: &str) -> bool {
-        self.pairs().any(|(k, v)| same_key(k, key) && v == value)
+        let mut start = 0;
+        self.items.iter().any(|&(k, end)| {
+            let end = end as usize;
+            let hit =
+                same_key(k, key) && self.text.as_bytes().get(start..end) == Some(value.as_bytes());
+            start = end;
+            hit
+        })
     }
 
     /// The values of `key`, sorted.

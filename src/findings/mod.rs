@@ -461,10 +461,7 @@ fn auth_list(kinds: &[AuthKind]) -> String {
 }
 
 fn facts_have(f: &Flow, key: &str, pred: impl Fn(&str) -> bool) -> bool {
-    f.posture
-        .facts
-        .get(key)
-        .is_some_and(|v| v.iter().any(|x| pred(x)))
+    f.posture.facts.get(key).is_some_and(|v| v.iter().any(pred))
 }
 
 /// How the payload was protected, judged for `row`.

@@ -423,12 +423,14 @@ fn forward(events: &mut Vec<Event>, dispatch: &mut Dispatch) {
             Event::Close {
                 shard,
                 flow_id,
+                slot,
                 reason,
                 seq,
             } => dispatch.send(
                 shard,
                 Msg::Close {
                     flow_id,
+                    slot,
                     reason,
                     seq,
                 },
@@ -499,6 +501,7 @@ fn on_frame(frame: &Frame, decoder: &mut Decoder, table: &mut Table, dispatch: &
     let payload = if p.icmp_error { &[][..] } else { payload };
     let msg = PacketMsg {
         flow_id: place.flow_id,
+        slot: place.slot,
         dir: place.dir,
         frame: frame.number,
         ts_ns: frame.ts_ns,

@@ -2,7 +2,6 @@
 //! probe, and the analyzer chosen for each flow. It sees only messages about its own
 //! flows, in capture order, and never looks at another flow.
 
-use super::hash::FlowMap;
 use super::reassembly::{Piece, Reassembler, ReassemblyLimits, ReassemblyStats};
 use super::table::Open;
 use super::{EndReason, Flow, Transport};
@@ -35,6 +34,8 @@ pub enum Kind {
 #[derive(Clone, Copy, Debug)]
 pub struct PacketMsg {
     pub flow_id: u64,
+    /// The flow's slot in the table: the shard's index of its flows.
+    pub slot: u32,
     pub dir: Direction,
     pub frame: u64,
     pub ts_ns: i64,
@@ -59,6 +60,7 @@ pub enum Msg {
     Packet(PacketMsg),
     Close {
         flow_id: u64,
+        slot: u32,
         reason: EndReason,
         seq: u64,
     },
@@ -111,8 +113,10 @@ pub struct ShardConfig {
 
 pub struct Shard {
     cfg: ShardConfig,
-    /// Boxed: the map moves entries when it grows, and a state is near a kilobyte.
-    flows: FlowMap<u64, Box<State>>,
+    /// Indexed by the table's slot number (unique among live flows, reused after a
+    /// close): no hashing per packet. Boxed: most slots of a shard stay empty (the other
+    /// shards' flows), and a state is about half a kilobyte.
+    flows: Vec<Option<Box<State>>>,
     /// Finished records with their close sequence number, in close order.
     pub done: Vec<(u64, Flow)>,
 }
@@ -121,7 +125,7 @@ impl Shard {
     pub fn new(cfg: ShardConfig) -> Shard {
         Shard {
             cfg,
-            flows: FlowMap::default(),
+            flows: Vec::new(),
             done: Vec::new(),
         }
     }
@@ -135,17 +139,20 @@ impl Shard {
                     .zip(usize::try_from(p.len).ok())
                     .and_then(|(s, l)| data.get(s..s.checked_add(l)?))
                     .unwrap_or(&[]);
-                if let Some(st) = self.flows.get_mut(&p.flow_id) {
+                if let Some(st) = state_at(&mut self.flows, p.slot, p.flow_id) {
                     st.packet(p, payload, &self.cfg);
                 }
             }
             Msg::Close {
                 flow_id,
+                slot,
                 reason,
                 seq,
             } => {
-                if let Some(st) = self.flows.remove(flow_id) {
-                    self.done.push((*seq, st.finish(*reason, &self.cfg.proto)));
+                if state_at(&mut self.flows, *slot, *flow_id).is_some() {
+                    if let Some(st) = self.flows[*slot as usize].take() {
+                        self.done.push((*seq, st.finish(*reason, &self.cfg.proto)));
+                    }
                 }
             }
         }
@@ -153,10 +160,9 @@ impl Shard {
 
     /// Flows the table never closed: none when the table works, but never lost.
     pub fn leftovers(&mut self) -> Vec<Flow> {
-        let mut rest: Vec<u64> = self.flows.keys().copied().collect();
-        rest.sort_unstable();
+        let mut rest: Vec<Box<State>> = self.flows.drain(..).flatten().collect();
+        rest.sort_unstable_by_key(|st| st.flow.id);
         rest.into_iter()
-            .filter_map(|id| self.flows.remove(&id))
             .map(|st| st.finish(EndReason::CaptureEnd, &self.cfg.proto))
             .collect()
     }
@@ -210,18 +216,33 @@ impl Shard {
             reassembly: Default::default(),
             posture,
         };
-        self.flows.insert(
-            o.flow_id,
-            Box::new(State {
-                flow,
-                reasm: (o.transport == Transport::Tcp)
-                    .then(|| Box::new([Reassembler::new(), Reassembler::new()])),
-                app,
-                analysis_done: false,
-                light: false,
-            }),
-        );
+        let st = Box::new(State {
+            flow,
+            reasm: (o.transport == Transport::Tcp)
+                .then(|| Box::new([Reassembler::new(), Reassembler::new()])),
+            app,
+            analysis_done: false,
+            light: false,
+        });
+        let slot = o.slot as usize;
+        if self.flows.len() <= slot {
+            self.flows.resize_with(slot + 1, || None);
+        }
+        if let Some(old) = self.flows[slot].replace(st) {
+            // The table closes a slot's flow before reusing the slot, so this cannot
+            // happen; if it did, the record is written last rather than lost.
+            self.done
+                .push((u64::MAX, old.finish(EndReason::CaptureEnd, &self.cfg.proto)));
+        }
     }
+}
+
+/// The live flow in `slot`, if it is flow `flow_id`.
+fn state_at(flows: &mut [Option<Box<State>>], slot: u32, flow_id: u64) -> Option<&mut State> {
+    flows
+        .get_mut(slot as usize)?
+        .as_deref_mut()
+        .filter(|st| st.flow.id == flow_id)
 }
 
 impl State {

@@ -205,6 +205,8 @@ pub struct PacketView {
 #[derive(Clone, Debug)]
 pub struct Open {
     pub flow_id: u64,
+    /// The flow's slot in the table (see [`Placement::slot`]).
+    pub slot: u32,
     pub transport: Transport,
     pub client: SocketAddr,
     pub server: SocketAddr,
@@ -223,6 +225,7 @@ pub enum Event {
     Close {
         shard: usize,
         flow_id: u64,
+        slot: u32,
         reason: EndReason,
         /// Position in the order of closes (0, 1, 2...): the order records are written.
         seq: u64,
@@ -234,6 +237,8 @@ pub enum Event {
 pub struct Placement {
     pub shard: usize,
     pub flow_id: u64,
+    /// The flow's slot in the table, unique among live flows: shards index by it.
+    pub slot: u32,
     pub dir: Direction,
 }
 
@@ -586,19 +591,6 @@ impl Table {
             Transport::Udp => Class::Udp,
             _ => Class::Other,
         };
-        self.events.push(Event::Open(
-            shard as usize,
-            Box::new(Open {
-                flow_id,
-                transport: p.transport,
-                client: id.client(&key),
-                server: id.server(&key),
-                client_from: id.client_from,
-                conversation_frame: id.conversation_frame,
-                stream: id.stream,
-                resumed,
-            }),
-        ));
         let live = Live {
             key,
             id,
@@ -614,6 +606,20 @@ impl Table {
         let slot = self
             .live
             .insert(hash, live, |l: &Live| hasher.hash_one(l.key));
+        self.events.push(Event::Open(
+            shard as usize,
+            Box::new(Open {
+                flow_id,
+                slot,
+                transport: p.transport,
+                client: id.client(&key),
+                server: id.server(&key),
+                client_from: id.client_from,
+                conversation_frame: id.conversation_frame,
+                stream: id.stream,
+                resumed,
+            }),
+        ));
         self.push_idle(class, self.now, slot, flow_id);
         self.stats.peak_live = self.stats.peak_live.max(self.live.len() as u64);
         let dir = id.direction(&key, &p.src);
@@ -660,6 +666,7 @@ impl Table {
         let placement = Placement {
             shard: live.shard as usize,
             flow_id: live.flow_id,
+            slot,
             dir,
         };
         if finished {
@@ -763,6 +770,7 @@ impl Table {
         self.events.push(Event::Close {
             shard: shard as usize,
             flow_id,
+            slot,
             reason,
             seq: self.closes,
         });

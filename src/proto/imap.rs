@@ -588,7 +588,7 @@ fn capabilities(list: &[u8], cx: &mut Ctx) {
     for cap in list.split(|&b| b == b' ').filter(|c| !c.is_empty()) {
         let cap = upper(cap);
         if let Some(mech) = cap.strip_prefix("AUTH=") {
-            cx.posture.fact("imap.auth-offered", mech.to_string());
+            cx.posture.fact("imap.auth-offered", mech);
         }
         if cap == "STARTTLS" {
             cx.posture.fact("imap.starttls", "offered");
