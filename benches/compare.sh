@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side throughput on the same generated capture, in one run:
-#   dpaudit flows (1 thread, all threads), tshark -z conv,tcp, tshark field extraction,
-#   ndpiReader, and the floor: cat.
+#   dpaudit flows and dpaudit audit (1 thread, all threads), tshark -z conv,tcp, tshark
+#   field extraction, ndpiReader, and the floor: cat.
 # Usage: bash benches/compare.sh [SIZE] [MIX...]     e.g. bash benches/compare.sh 1G handshake bulk
-# Prints wall time, MB/s, packets/s, peak RSS and the ratio to tshark's field extraction.
+# Prints wall time, MB/s, packets/s, peak RSS and the ratios to tshark's field extraction
+# and to ndpiReader.
 set -euo pipefail
 
 SIZE=${1:-1G}
@@ -48,8 +49,12 @@ for MIX in $MIXES; do
     cat "$CAP" >/dev/null # warm the page cache
     RESULTS=()
     RESULTS+=("$(run cat cat "$CAP")")
-    RESULTS+=("$(run dpaudit-1-thread "$DPAUDIT" flows -q -j1 --format jsonl "$CAP")")
-    RESULTS+=("$(run "dpaudit-$THREADS-threads" "$DPAUDIT" flows -q -j"$THREADS" --format jsonl "$CAP")")
+    RESULTS+=("$(run flows-1-thread "$DPAUDIT" flows -q -j1 --format jsonl "$CAP")")
+    RESULTS+=("$(run "flows-$THREADS-threads" "$DPAUDIT" flows -q -j"$THREADS" --format jsonl "$CAP")")
+    # audit: the same analysis, then roles, classification, findings, and the report
+    # (JSON: every flow with its data paths, and every finding).
+    RESULTS+=("$(run audit-1-thread "$DPAUDIT" audit -j1 --format json "$CAP")")
+    RESULTS+=("$(run "audit-$THREADS-threads" "$DPAUDIT" audit -j"$THREADS" --format json "$CAP")")
     if need tshark; then
         RESULTS+=("$(run tshark-conv tshark -r "$CAP" -q -z conv,tcp)")
         RESULTS+=("$(run tshark-fields tshark -r "$CAP" -T fields "${FIELDS[@]}")")
@@ -58,14 +63,17 @@ for MIX in $MIXES; do
         RESULTS+=("$(run ndpiReader ndpiReader -i "$CAP" -q)")
     fi
     BASE=$(printf '%s\n' "${RESULTS[@]}" | awk '$1 == "tshark-fields" {print $2}')
-    printf '%-20s %9s %10s %12s %10s %9s\n' tool seconds MB/s packets/s "RSS MiB" "x fields"
+    NDPI=$(printf '%s\n' "${RESULTS[@]}" | awk '$1 == "ndpiReader" {print $2}')
+    printf '%-20s %9s %10s %12s %10s %9s %8s\n' tool seconds MB/s packets/s "RSS MiB" "x fields" "x ndpi"
     for r in "${RESULTS[@]}"; do
         # shellcheck disable=SC2086
         set -- $r
-        awk -v n="$1" -v s="$2" -v k="$3" -v b="$BYTES" -v p="$PACKETS" -v base="${BASE:-0}" 'BEGIN {
+        awk -v n="$1" -v s="$2" -v k="$3" -v b="$BYTES" -v p="$PACKETS" -v base="${BASE:-0}" \
+            -v ndpi="${NDPI:-0}" 'BEGIN {
             if (s <= 0) s = 0.001;
             ratio = (base > 0) ? sprintf("%.0fx", base / s) : "-";
-            printf "%-20s %9.2f %10.1f %12.0f %10.1f %9s\n", n, s, b / s / 1e6, p / s, k / 1024, ratio
+            vs_ndpi = (ndpi > 0) ? sprintf("%.1fx", ndpi / s) : "-";
+            printf "%-20s %9.2f %10.1f %12.0f %10.1f %9s %8s\n", n, s, b / s / 1e6, p / s, k / 1024, ratio, vs_ndpi
         }'
     done
 done

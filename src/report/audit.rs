@@ -8,11 +8,12 @@ use super::flows::{FlowView, Options};
 use crate::capture::Source;
 use crate::catalog::roles::Roles;
 use crate::catalog::{Catalog, Vocabulary};
-use crate::classify::infer::{infer_roles, RoleMap};
+use crate::classify::infer::{RoleInference, RoleMap};
 use crate::classify::paths::{classify, Classification};
 use crate::findings::{evaluate, sort_findings, Finding, Severity};
 use crate::flow::pipeline::analyze_file;
 use crate::flow::{sort_flows, EngineConfig, FileResult, Flow, FlowSink};
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +45,8 @@ pub struct Audit {
     pub suppressed: usize,
     /// What the run could and could not see (computed before any baseline).
     pub coverage: Coverage,
+    /// Threads for judging and for serialising the report (`--threads`).
+    pub threads: usize,
 }
 
 /// Flow records an audit holds by default (each costs two to six kilobytes with its
@@ -92,9 +95,11 @@ pub fn run(
         over += held.over;
         all.extend(held.flows.into_iter().map(|f| (i, f)));
     }
-    let just_flows: Vec<Flow> = all.iter().map(|(_, f)| f.clone()).collect();
-    let inferred = infer_roles(&just_flows);
-    drop(just_flows);
+    let mut inference = RoleInference::default();
+    for (_, f) in &all {
+        inference.observe(f);
+    }
+    let inferred = inference.finish();
     let roles = match stated {
         Some(s) => RoleMap::new(s, inferred),
         None => RoleMap::inferred_only(inferred),
@@ -104,12 +109,20 @@ pub fn run(
         coverage.add_file(r);
     }
     coverage.add_unheld(over);
+    // Judging is independent per flow: spread over the threads, results in flow order.
+    let judge = |(_, flow): &(usize, Flow)| {
+        let class = classify(flow, catalog, &roles);
+        let mut found = evaluate(flow, &class, catalog);
+        sort_findings(&mut found);
+        (class, found)
+    };
+    let judged: Vec<(Classification, Vec<Finding>)> = in_pool(cfg.threads, || {
+        all.par_iter().with_min_len(256).map(judge).collect()
+    })
+    .unwrap_or_else(|| all.iter().map(judge).collect());
     let mut flows = Vec::new();
     let mut findings = Vec::new();
-    for (file, flow) in all {
-        let class = classify(&flow, catalog, &roles);
-        let mut found = evaluate(&flow, &class, catalog);
-        sort_findings(&mut found);
+    for ((file, flow), (class, found)) in all.into_iter().zip(judged) {
         let unknown = found
             .iter()
             .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
@@ -136,7 +149,60 @@ pub fn run(
         roles,
         suppressed: 0,
         coverage,
+        threads: cfg.threads.max(1),
     }
+}
+
+/// Run `f` on a pool of `threads` threads; `None` when no pool could be made.
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Option<R> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .ok()
+        .map(|pool| pool.install(f))
+}
+
+/// Items serialised per parallel task, and tasks per window: a window's text is held
+/// in memory until written, so the output never waits in memory whole.
+const SER_CHUNK: usize = 512;
+const SER_WINDOW: usize = 32;
+
+/// Write `items`, each as `sep` then its text from `one`, serialising a window of
+/// chunks in parallel and writing them in order.
+fn write_items<T: Sync>(
+    out: &mut dyn Write,
+    items: &[T],
+    threads: usize,
+    sep: impl Fn(usize) -> &'static [u8] + Sync,
+    one: impl Fn(&T, &mut Vec<u8>) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    let chunk_text = |(c, chunk): (usize, &[T])| -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        for (k, item) in chunk.iter().enumerate() {
+            buf.extend_from_slice(sep(c * SER_CHUNK + k));
+            one(item, &mut buf)?;
+        }
+        Ok(buf)
+    };
+    let chunks: Vec<(usize, &[T])> = items.chunks(SER_CHUNK).enumerate().collect();
+    if threads <= 1 {
+        for c in chunks {
+            out.write_all(&chunk_text(c)?)?;
+        }
+        return Ok(());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(io::Error::other)?;
+    for window in chunks.chunks(SER_WINDOW) {
+        let texts: Vec<io::Result<Vec<u8>>> =
+            pool.install(|| window.par_iter().map(|c| chunk_text(*c)).collect());
+        for t in texts {
+            out.write_all(&t?)?;
+        }
+    }
+    Ok(())
 }
 
 /// The fingerprints of a previous JSON audit report (`findings[].fingerprint`).
@@ -186,29 +252,59 @@ struct FindingView<'a> {
     finding: &'a Finding,
 }
 
-fn roles_json(a: &Audit) -> Value {
-    let mut hosts: BTreeSet<std::net::IpAddr> = BTreeSet::new();
+/// Every host of the run's flows, in address order.
+fn hosts(a: &Audit) -> BTreeSet<std::net::IpAddr> {
+    let mut hosts = BTreeSet::new();
     for f in &a.flows {
         hosts.insert(f.flow.client.ip());
         hosts.insert(f.flow.server.ip());
     }
-    let roles: Vec<Value> = hosts
-        .into_iter()
-        .filter_map(|ip| {
-            let r = a.roles.roles_of(ip);
-            (!r.is_empty()).then(|| {
-                json!({
-                    "host": ip.to_string(),
-                    "roles": r.iter().map(|(role, source, evidence)| json!({
-                        "role": role.as_str(),
-                        "source": source.as_str(),
-                        "evidence": evidence,
-                    })).collect::<Vec<_>>(),
-                })
-            })
+    hosts
+}
+
+/// One host's roles with their source and evidence; `None` for a host without roles.
+/// Built one host at a time: a capture with thousands of clients would otherwise hold
+/// every host's evidence as JSON values at once.
+fn host_roles_json(a: &Audit, ip: std::net::IpAddr) -> Option<Value> {
+    let r = a.roles.roles_of(ip);
+    (!r.is_empty()).then(|| {
+        json!({
+            "host": ip.to_string(),
+            "roles": r.iter().map(|(role, source, evidence)| json!({
+                "role": role.as_str(),
+                "source": source.as_str(),
+                "evidence": evidence,
+            })).collect::<Vec<_>>(),
         })
-        .collect();
-    json!({ "hosts": roles, "contradictions": a.roles.contradictions() })
+    })
+}
+
+/// Pretty JSON of `v`, every line after the first indented by `indent` spaces.
+fn pretty_indented<T: Serialize + ?Sized>(
+    out: &mut dyn Write,
+    v: &T,
+    indent: usize,
+) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(super::json_io)?;
+    let pad = format!("\n{:indent$}", "");
+    out.write_all(text.replace('\n', &pad).as_bytes())
+}
+
+/// The `roles` object of the JSON report (`contradictions`, then `hosts`), written
+/// host by host, laid out as the pretty printer would lay out the whole object.
+fn write_roles_json(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
+    write!(out, "{{\n    \"contradictions\": ")?;
+    pretty_indented(out, &a.roles.contradictions(), 4)?;
+    write!(out, ",\n    \"hosts\": [")?;
+    let mut any = false;
+    for ip in hosts(a) {
+        if let Some(h) = host_roles_json(a, ip) {
+            out.write_all(if any { b",\n      " } else { b"\n      " })?;
+            pretty_indented(out, &h, 6)?;
+            any = true;
+        }
+    }
+    write!(out, "{}]\n  }}", if any { "\n    " } else { "" })
 }
 
 /// The audit as one JSON document (`version`, `files`, `flows`, `findings`,
@@ -228,35 +324,40 @@ pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()>
     let files: Vec<Value> = a.files.iter().map(super::flows::file_json).collect();
     pretty(out, &files)?;
     write!(out, ",\n  \"flows\": [")?;
-    for (i, x) in a.flows.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+    let sep = |i: usize| -> &'static [u8] {
+        if i == 0 {
+            b"\n    "
+        } else {
+            b",\n    "
+        }
+    };
+    write_items(out, &a.flows, a.threads, sep, |x, buf| {
         let view = AuditedView {
             flow: FlowView::new(path(x.file), &x.flow, o),
             data_paths: x.class.ids(),
             classification: &x.class,
         };
-        serde_json::to_writer(&mut *out, &view).map_err(super::json_io)?;
-    }
+        serde_json::to_writer(buf, &view).map_err(super::json_io)
+    })?;
     write!(
         out,
         "{}],\n  \"findings\": [",
         if a.flows.is_empty() { "" } else { "\n  " }
     )?;
-    for (i, l) in a.findings.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+    write_items(out, &a.findings, a.threads, sep, |l, buf| {
         let view = FindingView {
             file: path(l.file),
             finding: &l.finding,
         };
-        serde_json::to_writer(&mut *out, &view).map_err(super::json_io)?;
-    }
+        serde_json::to_writer(buf, &view).map_err(super::json_io)
+    })?;
     write!(
         out,
         "{}],\n  \"suppressed_by_baseline\": {},\n  \"roles\": ",
         if a.findings.is_empty() { "" } else { "\n  " },
         a.suppressed
     )?;
-    pretty(out, &roles_json(a))?;
+    write_roles_json(out, a)?;
     write!(out, ",\n  \"coverage\": ")?;
     pretty(out, &a.coverage)?;
     writeln!(out, "\n}}")
@@ -400,8 +501,7 @@ pub fn write_table(
     }
     writeln!(out)?;
     writeln!(out, "ROLES")?;
-    let roles = roles_json(a);
-    for h in roles["hosts"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+    for h in hosts(a).into_iter().filter_map(|ip| host_roles_json(a, ip)) {
         let list: Vec<String> = h["roles"]
             .as_array()
             .map(Vec::as_slice)
@@ -472,43 +572,6 @@ pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
             })
         })
         .collect();
-    let results: Vec<Value> = a
-        .findings
-        .iter()
-        .map(|l| {
-            let f = &l.finding;
-            let uri = a.files.get(l.file).map_or("", |r| r.path.as_str());
-            let rule_index = RULES.iter().position(|r| r.id == f.rule);
-            let line = f.frames.first().copied().unwrap_or(1).max(1);
-            json!({
-                "ruleId": f.rule,
-                "ruleIndex": rule_index,
-                "level": sarif_level(f.severity),
-                "message": { "text": f.message },
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": { "uri": uri },
-                        "region": { "startLine": line },
-                    },
-                    "message": { "text": format!("{} (frame {line})", f.filter) },
-                }],
-                "partialFingerprints": { "dpaudit/v1": f.fingerprint },
-                "properties": {
-                    "security-severity": f.severity.security_severity(),
-                    "severity": f.severity.as_str(),
-                    "data_path": f.data_path,
-                    "stream": f.stream,
-                    "frames": f.frames,
-                    "filter": f.filter,
-                    "client": f.client,
-                    "server": f.server,
-                    "user": f.user,
-                    "expected": f.expected,
-                    "observed": f.observed,
-                },
-            })
-        })
-        .collect();
     // What could not be seen: unreadable files, caps reached, flows left unknown.
     let mut notes: Vec<(&str, String)> = Vec::new();
     for r in &a.files {
@@ -532,32 +595,96 @@ pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
         .into_iter()
         .map(|(level, text)| json!({ "level": level, "message": { "text": text } }))
         .collect();
-    let doc = json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": { "driver": {
-                "name": "dpaudit",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/dpaudit/dpaudit",
-                "rules": rules,
-            }},
-            "artifacts": a.files.iter().map(|r| json!({
+    // Written piece by piece, one result per line, so that a capture with a million
+    // findings never holds them all as JSON values at once.
+    let tool = json!({ "driver": {
+        "name": "dpaudit",
+        "version": env!("CARGO_PKG_VERSION"),
+        "informationUri": "https://github.com/dpaudit/dpaudit",
+        "rules": rules,
+    }});
+    let artifacts: Vec<Value> = a
+        .files
+        .iter()
+        .map(|r| {
+            json!({
                 "location": { "uri": r.path },
                 "mimeType": "application/vnd.tcpdump.pcap",
-            })).collect::<Vec<_>>(),
-            "results": results,
-            "columnKind": "unicodeCodePoints",
-            "invocations": [{
-                "executionSuccessful": !a.coverage.nothing_analysed()
-                    && a.coverage.files_unreadable == 0,
-                "toolExecutionNotifications": notifications,
-            }],
-            "properties": { "coverage": a.coverage },
+            })
+        })
+        .collect();
+    let invocations = json!([{
+        "executionSuccessful": !a.coverage.nothing_analysed()
+            && a.coverage.files_unreadable == 0,
+        "toolExecutionNotifications": notifications,
+    }]);
+    write!(
+        out,
+        "{{\"$schema\": \"https://json.schemastore.org/sarif-2.1.0.json\",\n\"version\": \"2.1.0\",\n\"runs\": [{{\n\"tool\": "
+    )?;
+    compact(out, &tool)?;
+    write!(out, ",\n\"artifacts\": ")?;
+    compact(out, &artifacts)?;
+    write!(
+        out,
+        ",\n\"columnKind\": \"unicodeCodePoints\",\n\"invocations\": "
+    )?;
+    compact(out, &invocations)?;
+    write!(out, ",\n\"properties\": {{\"coverage\": ")?;
+    compact(out, &a.coverage)?;
+    write!(out, "}},\n\"results\": [")?;
+    let sep = |i: usize| -> &'static [u8] {
+        if i == 0 {
+            b"\n"
+        } else {
+            b",\n"
+        }
+    };
+    write_items(out, &a.findings, a.threads, sep, |l, buf| {
+        serde_json::to_writer(buf, &sarif_result(a, l)).map_err(super::json_io)
+    })?;
+    writeln!(out, "\n]}}]}}")
+}
+
+/// One value as compact JSON.
+fn compact<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Result<()> {
+    serde_json::to_writer(out, v).map_err(super::json_io)
+}
+
+/// One SARIF result for a finding.
+fn sarif_result(a: &Audit, l: &Located) -> Value {
+    use crate::findings::RULES;
+    let f = &l.finding;
+    let uri = a.files.get(l.file).map_or("", |r| r.path.as_str());
+    let rule_index = RULES.iter().position(|r| r.id == f.rule);
+    let line = f.frames.first().copied().unwrap_or(1).max(1);
+    json!({
+        "ruleId": f.rule,
+        "ruleIndex": rule_index,
+        "level": sarif_level(f.severity),
+        "message": { "text": f.message },
+        "locations": [{
+            "physicalLocation": {
+                "artifactLocation": { "uri": uri },
+                "region": { "startLine": line },
+            },
+            "message": { "text": format!("{} (frame {line})", f.filter) },
         }],
-    });
-    serde_json::to_writer_pretty(&mut *out, &doc).map_err(super::json_io)?;
-    writeln!(out)
+        "partialFingerprints": { "dpaudit/v1": f.fingerprint },
+        "properties": {
+            "security-severity": f.severity.security_severity(),
+            "severity": f.severity.as_str(),
+            "data_path": f.data_path,
+            "stream": f.stream,
+            "frames": f.frames,
+            "filter": f.filter,
+            "client": f.client,
+            "server": f.server,
+            "user": f.user,
+            "expected": f.expected,
+            "observed": f.observed,
+        },
+    })
 }
 
 /// The comment of every evidence frame, per capture: `dpaudit: <severity> <rule> on
