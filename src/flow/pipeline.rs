@@ -4,7 +4,7 @@
 //! (a deterministic order, whatever the thread count), so memory holds live flows only,
 //! never the whole file. Several captures run in parallel on a rayon pool.
 
-use super::shard::{Kind, Msg, PacketMsg, Shard, ShardConfig};
+use super::shard::{Kind, Msg, PacketMsg, Shard, ShardConfig, MAX_UNSENT, NO_BYTES};
 use super::table::{Event, FlowLimits, PacketView, Table, TableStats};
 use super::{Flow, ReassemblyLimits, Transport};
 use crate::capture::{read_capture_capped, FileSummary, Frame, Source};
@@ -58,6 +58,10 @@ pub struct FileResult {
     /// Fatal for the file when nothing could be read; a warning when `summary.frames > 0`
     /// and the capture was damaged part way (the flows cover everything before it).
     pub error: Option<CaptureError>,
+    /// Payload bytes not copied to a shard because it only counted them (encrypted or
+    /// unrecognised TCP flows). Work saved, not a property of the capture: it depends on
+    /// the thread count and timing, so no report shows it.
+    pub unsent_payload_bytes: u64,
 }
 
 /// Receives each flow record once it has ended.
@@ -147,6 +151,10 @@ enum Dispatch<'s> {
         senders: Vec<Sender<Batch>>,
         recycled: Receiver<Batch>,
         done: Receiver<Vec<(u64, Flow)>>,
+        /// Flows whose shard now only counts their payload (see [`Shard::quiet`]).
+        quiet: Receiver<Vec<(u32, u64)>>,
+        /// Payload bytes sent as a length only.
+        unsent: u64,
         order: Orderer,
         sink: &'s mut dyn FlowSink,
     },
@@ -157,6 +165,21 @@ impl Dispatch<'_> {
         match self {
             Dispatch::Inline(..) => 1,
             Dispatch::Workers { senders, .. } => senders.len(),
+        }
+    }
+
+    /// Tell the table which flows no longer need their payload bytes sent.
+    fn quiet_flows(&mut self, table: &mut Table) {
+        match self {
+            // Nothing is copied on the reader thread: the bytes cost nothing to pass.
+            Dispatch::Inline(s, ..) => s.quiet.clear(),
+            Dispatch::Workers { quiet, .. } => {
+                while let Ok(v) = quiet.try_recv() {
+                    for (slot, flow_id) in v {
+                        table.payload_unneeded(slot, flow_id);
+                    }
+                }
+            }
         }
     }
 
@@ -176,11 +199,17 @@ impl Dispatch<'_> {
                 done,
                 order,
                 sink,
+                unsent,
+                ..
             } => {
                 let Some(b) = batches.get_mut(shard) else {
                     return;
                 };
                 let msg = match msg {
+                    Msg::Packet(p) if p.start == NO_BYTES => {
+                        *unsent += u64::from(p.len);
+                        Msg::Packet(p)
+                    }
                     Msg::Packet(mut p) => {
                         p.start = b.data.len() as u32;
                         p.len = payload.len() as u32;
@@ -289,7 +318,7 @@ pub fn analyze_file(
     let workers = threads.saturating_sub(1);
     let mut summary = FileSummary::default();
     let mut decoder = Decoder::new(cfg.defrag);
-    let (error, table, flows) = if workers == 0 {
+    let (error, table, flows, unsent_payload_bytes) = if workers == 0 {
         let mut dispatch = Dispatch::Inline(Shard::new(shard_cfg), sink, 0);
         let (error, table) = read_all(source, cfg, &mut summary, &mut decoder, &mut dispatch);
         let written = match dispatch {
@@ -303,13 +332,14 @@ pub fn analyze_file(
             }
             Dispatch::Workers { .. } => 0,
         };
-        (error, table, written)
+        (error, table, written, 0)
     } else {
         std::thread::scope(|scope| {
             let (recycle_tx, recycle_rx) = unbounded::<Batch>();
             // Unbounded so a worker never waits on the reader (which may be waiting on
             // it); the reader drains it after every batch it sends.
             let (done_tx, done_rx) = unbounded::<Vec<(u64, Flow)>>();
+            let (quiet_tx, quiet_rx) = unbounded::<Vec<(u32, u64)>>();
             let mut senders = Vec::new();
             let mut handles = Vec::new();
             for _ in 0..workers {
@@ -317,6 +347,7 @@ pub fn analyze_file(
                 senders.push(tx);
                 let back = recycle_tx.clone();
                 let done = done_tx.clone();
+                let quiet = quiet_tx.clone();
                 handles.push(scope.spawn(move || {
                     let mut shard = Shard::new(shard_cfg);
                     for mut batch in rx {
@@ -325,6 +356,9 @@ pub fn analyze_file(
                         }
                         if !shard.done.is_empty() {
                             let _ = done.send(std::mem::take(&mut shard.done));
+                        }
+                        if !shard.quiet.is_empty() {
+                            let _ = quiet.send(std::mem::take(&mut shard.quiet));
                         }
                         batch.msgs.clear();
                         batch.data.clear();
@@ -342,24 +376,29 @@ pub fn analyze_file(
                 }));
             }
             drop(done_tx);
+            drop(quiet_tx);
             let mut dispatch = Dispatch::Workers {
                 batches: (0..workers).map(|_| Batch::default()).collect(),
                 senders,
                 recycled: recycle_rx,
                 done: done_rx,
+                quiet: quiet_rx,
+                unsent: 0,
                 order: Orderer::default(),
                 sink,
             };
             let (error, table) = read_all(source, cfg, &mut summary, &mut decoder, &mut dispatch);
-            let mut written = 0;
+            let (mut written, mut unsent_bytes) = (0, 0);
             if let Dispatch::Workers {
                 senders,
                 done,
                 mut order,
                 sink,
+                unsent,
                 ..
             } = dispatch
             {
+                unsent_bytes = unsent;
                 drop(senders); // workers drain their channels and return
                 for b in &done {
                     order.push(b, &mut *sink);
@@ -371,7 +410,7 @@ pub fn analyze_file(
                     std::panic::resume_unwind(p);
                 }
             }
-            (error, table, written)
+            (error, table, written, unsent_bytes)
         })
     };
     FileResult {
@@ -381,6 +420,7 @@ pub fn analyze_file(
         table,
         flows,
         error,
+        unsent_payload_bytes,
     }
 }
 
@@ -403,6 +443,9 @@ fn read_all(
             }
         }
         on_frame(frame, decoder, &mut table, dispatch);
+        if frame.number % 1024 == 0 {
+            dispatch.quiet_flows(&mut table);
+        }
     });
     if let Some(pb) = &cfg.progress {
         pb.inc(unreported);
@@ -499,6 +542,10 @@ fn on_frame(frame: &Frame, decoder: &mut Decoder, table: &mut Table, dispatch: &
     let place = table.place(&view, frame.number, frame.ts_ns);
     forward_events(table, dispatch);
     let payload = if p.icmp_error { &[][..] } else { payload };
+    // A flow whose shard only counts its payload (encrypted, or never recognised) gets
+    // the length without the bytes: no copy into the batch.
+    let unsent =
+        !place.payload && kind == Kind::Tcp && !payload.is_empty() && payload.len() <= MAX_UNSENT;
     let msg = PacketMsg {
         flow_id: place.flow_id,
         slot: place.slot,
@@ -511,14 +558,18 @@ fn on_frame(frame: &Frame, decoder: &mut Decoder, table: &mut Table, dispatch: &
         ack,
         flags,
         spi,
-        start: 0,
+        start: if unsent { NO_BYTES } else { 0 },
         len: payload.len() as u32,
         truncated: p.truncated,
         ah: p.ah,
         tunneled: p.tunnel_depth > 0,
         frag_conflict: p.frag_conflict,
     };
-    dispatch.send(place.shard, Msg::Packet(msg), payload);
+    dispatch.send(
+        place.shard,
+        Msg::Packet(msg),
+        if unsent { &[][..] } else { payload },
+    );
     table.after_packet();
     forward_events(table, dispatch);
 }

@@ -30,7 +30,18 @@ pub enum Kind {
     IcmpError,
 }
 
-/// One packet for a shard; its payload is `data[start..start + len]` of the batch.
+/// `PacketMsg::start` of a packet sent without its payload bytes: only its length
+/// matters to the shard (the flow's payload is only counted).
+pub const NO_BYTES: u32 = u32::MAX;
+
+/// Stands for the bytes of a packet sent without them: the shard reads lengths only.
+static ZEROS: [u8; MAX_UNSENT] = [0; MAX_UNSENT];
+
+/// The longest payload that may be sent without its bytes.
+pub const MAX_UNSENT: usize = 1 << 16;
+
+/// One packet for a shard; its payload is `data[start..start + len]` of the batch, or
+/// `len` bytes that were not sent when `start` is [`NO_BYTES`].
 #[derive(Clone, Copy, Debug)]
 pub struct PacketMsg {
     pub flow_id: u64,
@@ -119,6 +130,9 @@ pub struct Shard {
     flows: Vec<Option<Box<State>>>,
     /// Finished records with their close sequence number, in close order.
     pub done: Vec<(u64, Flow)>,
+    /// TCP flows (slot, flow id) whose payload became only counted: the reader may stop
+    /// sending their bytes.
+    pub quiet: Vec<(u32, u64)>,
 }
 
 impl Shard {
@@ -127,6 +141,7 @@ impl Shard {
             cfg,
             flows: Vec::new(),
             done: Vec::new(),
+            quiet: Vec::new(),
         }
     }
 
@@ -134,13 +149,21 @@ impl Shard {
         match msg {
             Msg::Open(o) => self.open(o),
             Msg::Packet(p) => {
-                let payload = usize::try_from(p.start)
-                    .ok()
-                    .zip(usize::try_from(p.len).ok())
-                    .and_then(|(s, l)| data.get(s..s.checked_add(l)?))
-                    .unwrap_or(&[]);
+                let payload = if p.start == NO_BYTES {
+                    ZEROS.get(..p.len as usize).unwrap_or(&ZEROS)
+                } else {
+                    usize::try_from(p.start)
+                        .ok()
+                        .zip(usize::try_from(p.len).ok())
+                        .and_then(|(s, l)| data.get(s..s.checked_add(l)?))
+                        .unwrap_or(&[])
+                };
                 if let Some(st) = state_at(&mut self.flows, p.slot, p.flow_id) {
+                    let was_light = st.light;
                     st.packet(p, payload, &self.cfg);
+                    if st.light && !was_light && p.kind == Kind::Tcp {
+                        self.quiet.push((p.slot, p.flow_id));
+                    }
                 }
             }
             Msg::Close {

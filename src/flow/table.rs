@@ -240,6 +240,9 @@ pub struct Placement {
     /// The flow's slot in the table, unique among live flows: shards index by it.
     pub slot: u32,
     pub dir: Direction,
+    /// The flow's shard still reads payload bytes (false once it said it only counts
+    /// them: see [`Table::payload_unneeded`]).
+    pub payload: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,6 +323,8 @@ struct Live {
     fin_seq: [Option<u32>; 2],
     /// The direction whose FIN came second; the other side's ACK of it ends the connection.
     last_fin: Option<Direction>,
+    /// The shard still reads this flow's payload bytes.
+    payload: bool,
 }
 
 /// An ended conversation's identity; `serial` 0 marks a free slot.
@@ -507,6 +512,16 @@ impl Table {
         self.open(key, hash, id, resumed, p)
     }
 
+    /// The shard of flow `flow_id` (in `slot`) said it only counts that flow's payload
+    /// from now on (encrypted or unrecognised, TCP): later packets go without their bytes.
+    pub fn payload_unneeded(&mut self, slot: u32, flow_id: u64) {
+        if let Some(live) = self.live.slots.get_mut(slot as usize) {
+            if live.flow_id == flow_id {
+                live.payload = false;
+            }
+        }
+    }
+
     /// Call once the packet just placed was handed on: a connection it ended (final ACK
     /// of the FIN exchange) is closed now, so its record is written and its memory freed
     /// without waiting for a timeout. Its identity is remembered: a straggler still lands
@@ -601,6 +616,7 @@ impl Table {
             fin: [false; 2],
             fin_seq: [None; 2],
             last_fin: None,
+            payload: true,
         };
         let hasher = self.hasher;
         let slot = self
@@ -668,6 +684,7 @@ impl Table {
             flow_id: live.flow_id,
             slot,
             dir,
+            payload: live.payload,
         };
         if finished {
             self.finished = Some((slot, placement.flow_id));

@@ -718,3 +718,45 @@ fn damaged_captures_keep_the_flows_before_the_damage() {
         assert!(flows.is_empty());
     }
 }
+
+#[test]
+fn encrypted_payload_goes_to_the_shards_as_lengths_and_changes_nothing() {
+    // Long TLS, SMB3 and ESP transfers: once a flow's shard only counts its payload,
+    // the reader stops copying the bytes, and every record stays the same.
+    let gen_cfg = crate::gen::Config {
+        seed: 7,
+        target_bytes: 6 << 20,
+        format: crate::gen::Format::Pcap,
+        mix: crate::gen::Mix::Bulk,
+        concurrency: 64,
+        vlan_percent: 10,
+        ipv6_percent: 10,
+    };
+    let mut bytes = Vec::new();
+    crate::gen::generate(&gen_cfg, &mut bytes).expect("generate");
+    let source = Source::Bytes(bytes.into());
+    let cfg = EngineConfig::default();
+    let (r1, flows1) = collect_file(&source, &cfg, 1);
+    let (r2, flows2) = collect_file(&source, &cfg, 2);
+    assert!(r1.error.is_none() && r2.error.is_none());
+    assert_eq!(
+        r1.unsent_payload_bytes, 0,
+        "one thread copies nothing anyway"
+    );
+    let encrypted: u64 = flows1
+        .iter()
+        .filter(|f| f.transport == Transport::Tcp && f.posture.encryption == Encryption::Tls)
+        .map(|f| f.payload[0] + f.payload[1])
+        .sum();
+    assert!(encrypted > 2 << 20, "{encrypted} TLS payload bytes");
+    assert!(
+        r2.unsent_payload_bytes > encrypted / 2,
+        "{} of {encrypted} encrypted bytes were still copied",
+        r2.unsent_payload_bytes
+    );
+    assert_eq!(r1.table, r2.table);
+    assert_eq!(flows1.len(), flows2.len());
+    for (a, b) in flows1.iter().zip(&flows2) {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+}
