@@ -134,6 +134,8 @@ const BATCH_BYTES: usize = 256 * 1024;
 const BATCH_MSGS: usize = 1024;
 /// Batches in flight per shard: bounds memory whatever the file size.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// Batches of finished flows waiting for the writer thread.
+const DONE_IN_FLIGHT: usize = 8;
 
 #[derive(Default)]
 struct Batch {
@@ -144,19 +146,16 @@ struct Batch {
 enum Dispatch<'s> {
     /// One shard on the reader thread, writing straight to the sink.
     Inline(Shard, &'s mut dyn FlowSink, u64),
-    /// Shards on worker threads; their finished flows come back on `done` and are
-    /// written from this thread between batches, so two cores are two busy threads.
+    /// Shards on worker threads; their finished flows go to a writer thread that puts
+    /// them back in close order for the sink.
     Workers {
         batches: Vec<Batch>,
         senders: Vec<Sender<Batch>>,
         recycled: Receiver<Batch>,
-        done: Receiver<Vec<(u64, Flow)>>,
         /// Flows whose shard now only counts their payload (see [`Shard::quiet`]).
         quiet: Receiver<Vec<(u32, u64)>>,
         /// Payload bytes sent as a length only.
         unsent: u64,
-        order: Orderer,
-        sink: &'s mut dyn FlowSink,
     },
 }
 
@@ -196,9 +195,6 @@ impl Dispatch<'_> {
                 batches,
                 senders,
                 recycled,
-                done,
-                order,
-                sink,
                 unsent,
                 ..
             } => {
@@ -226,9 +222,6 @@ impl Dispatch<'_> {
                         // A worker only stops when the channel closes, so this cannot fail
                         // while we hold the sender; ignore the impossible error.
                         let _ = tx.send(full);
-                    }
-                    while let Ok(b) = done.try_recv() {
-                        order.push(b, &mut **sink);
                     }
                 }
             }
@@ -336,9 +329,11 @@ pub fn analyze_file(
     } else {
         std::thread::scope(|scope| {
             let (recycle_tx, recycle_rx) = unbounded::<Batch>();
-            // Unbounded so a worker never waits on the reader (which may be waiting on
-            // it); the reader drains it after every batch it sends.
-            let (done_tx, done_rx) = unbounded::<Vec<(u64, Flow)>>();
+            // Finished flows go to a writer thread of their own: the reader (framing,
+            // decoding, the flow table) is the busiest thread, and writing records was a
+            // sixth of its work. Bounded: a slow sink holds the workers, which hold the
+            // reader, so records never pile up. The writer waits on nobody, so no cycle.
+            let (done_tx, done_rx) = bounded::<Vec<(u64, Flow)>>(DONE_IN_FLIGHT);
             let (quiet_tx, quiet_rx) = unbounded::<Vec<(u32, u64)>>();
             let mut senders = Vec::new();
             let mut handles = Vec::new();
@@ -377,39 +372,39 @@ pub fn analyze_file(
             }
             drop(done_tx);
             drop(quiet_tx);
+            let writer = scope.spawn(move || {
+                let mut order = Orderer::default();
+                for b in &done_rx {
+                    order.push(b, &mut *sink);
+                }
+                order.finish(&mut *sink)
+            });
             let mut dispatch = Dispatch::Workers {
                 batches: (0..workers).map(|_| Batch::default()).collect(),
                 senders,
                 recycled: recycle_rx,
-                done: done_rx,
                 quiet: quiet_rx,
                 unsent: 0,
-                order: Orderer::default(),
-                sink,
             };
             let (error, table) = read_all(source, cfg, &mut summary, &mut decoder, &mut dispatch);
-            let (mut written, mut unsent_bytes) = (0, 0);
+            let mut unsent_bytes = 0;
             if let Dispatch::Workers {
-                senders,
-                done,
-                mut order,
-                sink,
-                unsent,
-                ..
+                senders, unsent, ..
             } = dispatch
             {
                 unsent_bytes = unsent;
                 drop(senders); // workers drain their channels and return
-                for b in &done {
-                    order.push(b, &mut *sink);
-                }
-                written = order.finish(&mut *sink);
             }
             for h in handles {
                 if let Err(p) = h.join() {
                     std::panic::resume_unwind(p);
                 }
             }
+            // The workers are gone, so `done` is closed and the writer ends.
+            let written = match writer.join() {
+                Ok(n) => n,
+                Err(p) => std::panic::resume_unwind(p),
+            };
             (error, table, written, unsent_bytes)
         })
     };
