@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! reader thread:  Frame -> decode::Decoder -> table::Table (keys, stream identity,
-//!                 timeouts, caps) -> per-shard batches
+//!                 timeouts, caps) -> per-shard batches (payload bytes left out for
+//!                 flows whose shard said it only counts them)
 //! shard workers:  shard::Shard (TCP reassembly, protocol probe, analyzers) -> Flow
+//! writer thread:  finished flows back in close order -> the sink
 //! end:            flows sorted by first frame; tcp.stream / udp.stream indices assigned
 //! ```
 //!

@@ -1,5 +1,6 @@
 //! One capture from frames to flows: read and decode on this thread, place each packet
-//! with the flow table, and hand the rest to shards, inline or on worker threads.
+//! with the flow table, and hand the rest to shards, inline or on worker threads (then a
+//! writer thread hands finished flows to the sink).
 //! Finished flows reach a [`FlowSink`] as they end, in the order the table closed them
 //! (a deterministic order, whatever the thread count), so memory holds live flows only,
 //! never the whole file. Several captures run in parallel on a rayon pool.

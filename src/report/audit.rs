@@ -167,19 +167,22 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Option<R> {
 const SER_CHUNK: usize = 512;
 const SER_WINDOW: usize = 32;
 
-/// Write `items`, each as `sep` then its text from `one`, serialising a window of
-/// chunks in parallel and writing them in order.
+/// What goes before the first item of a list, and before each of the others.
+type Separators = (&'static [u8], &'static [u8]);
+
+/// Write `items`, each after its separator, as text from `one`, serialising a window
+/// of chunks in parallel and writing them in order.
 fn write_items<T: Sync>(
     out: &mut dyn Write,
     items: &[T],
     threads: usize,
-    sep: impl Fn(usize) -> &'static [u8] + Sync,
+    (first, rest): Separators,
     one: impl Fn(&T, &mut Vec<u8>) -> io::Result<()> + Sync,
 ) -> io::Result<()> {
     let chunk_text = |(c, chunk): (usize, &[T])| -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         for (k, item) in chunk.iter().enumerate() {
-            buf.extend_from_slice(sep(c * SER_CHUNK + k));
+            buf.extend_from_slice(if c == 0 && k == 0 { first } else { rest });
             one(item, &mut buf)?;
         }
         Ok(buf)
@@ -324,13 +327,7 @@ pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()>
     let files: Vec<Value> = a.files.iter().map(super::flows::file_json).collect();
     pretty(out, &files)?;
     write!(out, ",\n  \"flows\": [")?;
-    let sep = |i: usize| -> &'static [u8] {
-        if i == 0 {
-            b"\n    "
-        } else {
-            b",\n    "
-        }
-    };
+    let sep: Separators = (b"\n    ", b",\n    ");
     write_items(out, &a.flows, a.threads, sep, |x, buf| {
         let view = AuditedView {
             flow: FlowView::new(path(x.file), &x.flow, o),
@@ -618,29 +615,24 @@ pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
             && a.coverage.files_unreadable == 0,
         "toolExecutionNotifications": notifications,
     }]);
+    let run_members = [
+        ("tool", tool),
+        ("artifacts", Value::from(artifacts)),
+        ("columnKind", json!("unicodeCodePoints")),
+        ("invocations", invocations),
+        ("properties", json!({ "coverage": a.coverage })),
+    ];
     write!(
         out,
-        "{{\"$schema\": \"https://json.schemastore.org/sarif-2.1.0.json\",\n\"version\": \"2.1.0\",\n\"runs\": [{{\n\"tool\": "
+        "{{\"$schema\": \"https://json.schemastore.org/sarif-2.1.0.json\",\n\"version\": \"2.1.0\",\n\"runs\": [{{"
     )?;
-    compact(out, &tool)?;
-    write!(out, ",\n\"artifacts\": ")?;
-    compact(out, &artifacts)?;
-    write!(
-        out,
-        ",\n\"columnKind\": \"unicodeCodePoints\",\n\"invocations\": "
-    )?;
-    compact(out, &invocations)?;
-    write!(out, ",\n\"properties\": {{\"coverage\": ")?;
-    compact(out, &a.coverage)?;
-    write!(out, "}},\n\"results\": [")?;
-    let sep = |i: usize| -> &'static [u8] {
-        if i == 0 {
-            b"\n"
-        } else {
-            b",\n"
-        }
-    };
-    write_items(out, &a.findings, a.threads, sep, |l, buf| {
+    for (key, value) in &run_members {
+        write!(out, "\n\"{key}\": ")?;
+        compact(out, value)?;
+        out.write_all(b",")?;
+    }
+    write!(out, "\n\"results\": [")?;
+    write_items(out, &a.findings, a.threads, (b"\n", b",\n"), |l, buf| {
         serde_json::to_writer(buf, &sarif_result(a, l)).map_err(super::json_io)
     })?;
     writeln!(out, "\n]}}]}}")
