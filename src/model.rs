@@ -257,31 +257,36 @@ fn same_key(a: &str, b: &str) -> bool {
 }
 
 impl Facts {
-    /// Each (key, value) in insertion order.
-    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+    /// Each key with the byte range of its value in `text`, in insertion order.
+    fn spans(&self) -> impl Iterator<Item = (&'static str, std::ops::Range<usize>)> + '_ {
         let mut start = 0usize;
         self.items.iter().map(move |&(k, end)| {
-            let end = end as usize;
-            let v = self.text.get(start..end).unwrap_or("");
-            start = end;
-            (k, v)
+            let span = start..end as usize;
+            start = span.end;
+            (k, span)
         })
+    }
+
+    /// Each (key, value) in insertion order.
+    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        self.spans()
+            .map(|(k, span)| (k, self.text.get(span).unwrap_or("")))
+    }
+
+    /// The key holds this value (bytes compared in place, no UTF-8 boundary checks).
+    fn holds(&self, k: &str, span: std::ops::Range<usize>, key: &str, value: &str) -> bool {
+        same_key(k, key) && self.text.as_bytes().get(span) == Some(value.as_bytes())
     }
 
     /// Add a value; false when the key already holds [`MAX_FACT_VALUES`] others (or
     /// the values of one flow would pass 4 GiB).
     pub fn insert(&mut self, key: &'static str, value: &str) -> bool {
         let mut n = 0;
-        let mut start = 0;
-        for &(k, end) in &self.items {
-            let end = end as usize;
-            if same_key(k, key) {
-                if self.text.as_bytes().get(start..end) == Some(value.as_bytes()) {
-                    return true;
-                }
-                n += 1;
+        for (k, span) in self.spans() {
+            if self.holds(k, span, key, value) {
+                return true;
             }
-            start = end;
+            n += usize::from(same_key(k, key));
         }
         let Ok(end) = u32::try_from(self.text.len() + value.len()) else {
             return false;
@@ -299,14 +304,8 @@ impl Facts {
     }
 
     pub fn contains(&self, key: &str, value: &str) -> bool {
-        let mut start = 0;
-        self.items.iter().any(|&(k, end)| {
-            let end = end as usize;
-            let hit =
-                same_key(k, key) && self.text.as_bytes().get(start..end) == Some(value.as_bytes());
-            start = end;
-            hit
-        })
+        self.spans()
+            .any(|(k, span)| self.holds(k, span, key, value))
     }
 
     /// The values of `key`, sorted.
@@ -428,5 +427,39 @@ impl Posture {
         if self.encryption == Encryption::Unknown {
             self.encryption = Encryption::None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_keep_distinct_values_per_key_and_count_what_passes_the_cap() {
+        let mut p = Posture::default();
+        p.fact("smtp.ehlo.keyword", "STARTTLS");
+        p.fact("smtp.ehlo.keyword", "AUTH");
+        p.fact("smtp.ehlo.keyword", "STARTTLS"); // again: kept once
+        p.fact("http.host", "AUTH"); // the same text under another key is its own fact
+        p.fact("http.host", ""); // an empty value is a value
+        let ehlo: Vec<&str> = p.facts.get("smtp.ehlo.keyword").unwrap().iter().collect();
+        assert_eq!(ehlo, ["AUTH", "STARTTLS"], "sorted, deduplicated");
+        // A key compared by text, not only by the literal's address.
+        let owned = String::from("http.host");
+        assert!(p.facts.contains(&owned, "AUTH") && p.facts.contains("http.host", ""));
+        assert!(!p.facts.contains("http.host", "STARTTLS"));
+        assert!(!p.facts.contains("smtp.ehlo.keyword", "STARTTLSX"));
+        assert!(!p.facts.contains("smtp.ehlo.keyword", "START"));
+        for i in 0..MAX_FACT_VALUES + 5 {
+            p.fact("dns.query", format!("host{i}.example"));
+        }
+        assert_eq!(p.facts.get("dns.query").unwrap().len(), MAX_FACT_VALUES);
+        assert_eq!(p.facts_dropped, 5);
+        assert!(p.facts.contains("dns.query", "host0.example"));
+        // Serialised as key -> sorted values, keys sorted.
+        let json = serde_json::to_value(&p.facts).unwrap();
+        assert_eq!(json["http.host"], serde_json::json!(["", "AUTH"]));
+        let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["dns.query", "http.host", "smtp.ehlo.keyword"]);
     }
 }

@@ -172,10 +172,9 @@ impl Shard {
                 reason,
                 seq,
             } => {
-                if state_at(&mut self.flows, *slot, *flow_id).is_some() {
-                    if let Some(st) = self.flows[*slot as usize].take() {
-                        self.done.push((*seq, st.finish(*reason, &self.cfg.proto)));
-                    }
+                let entry = self.flows.get_mut(*slot as usize);
+                if let Some(st) = entry.and_then(|e| e.take_if(|st| st.flow.id == *flow_id)) {
+                    self.done.push((*seq, st.finish(*reason, &self.cfg.proto)));
                 }
             }
         }

@@ -126,21 +126,29 @@ impl Hash for Key {
 
 impl Key {
     pub fn new(transport: Transport, a: SocketAddr, b: SocketAddr) -> Key {
+        Key::sided(transport, a, b).0
+    }
+
+    /// The key, and whether `a` is its lower endpoint (what a packet from `a` needs to
+    /// know its direction, without packing `a` again).
+    fn sided(transport: Transport, a: SocketAddr, b: SocketAddr) -> (Key, bool) {
         let (pa, pb) = (packed(&a), packed(&b));
         // The same order as (IpAddr, port) within one address family.
-        let ((lo, lo_port), (hi, hi_port)) = if (pa, a.port()) <= (pb, b.port()) {
+        let a_lo = (pa, a.port()) <= (pb, b.port());
+        let ((lo, lo_port), (hi, hi_port)) = if a_lo {
             ((pa, a.port()), (pb, b.port()))
         } else {
             ((pb, b.port()), (pa, a.port()))
         };
-        Key {
+        let key = Key {
             lo,
             hi,
             lo_port,
             hi_port,
             transport,
             v6: a.is_ipv6(),
-        }
+        };
+        (key, a_lo)
     }
 
     fn addr(&self, bytes: &[u8; 16], port: u16) -> SocketAddr {
@@ -298,8 +306,9 @@ impl Identity {
         }
     }
 
-    fn direction(&self, key: &Key, src: &SocketAddr) -> Direction {
-        if key.is_lo(src) == self.client_lo {
+    /// The direction of a packet whose source is (or is not) the key's lower endpoint.
+    fn direction(&self, src_lo: bool) -> Direction {
+        if src_lo == self.client_lo {
             Direction::ToServer
         } else {
             Direction::ToClient
@@ -478,14 +487,14 @@ impl Table {
         // Capture time only moves forward here, so a clock step back never expires flows early.
         self.now = self.now.max(ts_ns);
         self.expire();
-        let key = Key::new(p.transport, p.src, p.dst);
+        let (key, src_lo) = Key::sided(p.transport, p.src, p.dst);
         let hash = self.hasher.hash_one(key);
         let pure_syn =
             p.transport == Transport::Tcp && p.flags & (SYN | ACK) == SYN && !p.icmp_error;
 
         if let Some(slot) = self.live.find(hash, |l| l.key == key) {
             let live = self.live_at(slot);
-            let dir = live.id.direction(&key, &p.src);
+            let dir = live.id.direction(src_lo);
             let reused = pure_syn && live.id.base_seq[dir.index()].is_some_and(|b| b != p.seq);
             if !reused {
                 return self.touch(slot, p, dir);
@@ -493,12 +502,12 @@ impl Table {
             self.stats.port_reuse += 1;
             self.close(slot, EndReason::PortReuse, false);
             let id = self.new_identity(&key, p, frame);
-            return self.open(key, hash, id, false, p);
+            return self.open(key, hash, id, false, p, src_lo);
         }
 
         let (id, resumed) = match self.take_remembered(hash, &key) {
             Some(r) => {
-                let dir = r.direction(&key, &p.src);
+                let dir = r.direction(src_lo);
                 if pure_syn && r.base_seq[dir.index()].is_some_and(|b| b != p.seq) {
                     self.stats.port_reuse += 1;
                     (self.new_identity(&key, p, frame), false)
@@ -509,7 +518,7 @@ impl Table {
             }
             None => (self.new_identity(&key, p, frame), false),
         };
-        self.open(key, hash, id, resumed, p)
+        self.open(key, hash, id, resumed, p, src_lo)
     }
 
     /// The shard of flow `flow_id` (in `slot`) said it only counts that flow's payload
@@ -592,6 +601,7 @@ impl Table {
         id: Identity,
         resumed: bool,
         p: &PacketView,
+        src_lo: bool,
     ) -> Placement {
         if self.live.len() >= self.limits.max_live.max(1) {
             self.evict_one();
@@ -638,7 +648,7 @@ impl Table {
         ));
         self.push_idle(class, self.now, slot, flow_id);
         self.stats.peak_live = self.stats.peak_live.max(self.live.len() as u64);
-        let dir = id.direction(&key, &p.src);
+        let dir = id.direction(src_lo);
         self.touch(slot, p, dir)
     }
 

@@ -116,10 +116,10 @@ pub fn run(
         sort_findings(&mut found);
         (class, found)
     };
-    let judged: Vec<(Classification, Vec<Finding>)> = in_pool(cfg.threads, || {
-        all.par_iter().with_min_len(256).map(judge).collect()
-    })
-    .unwrap_or_else(|| all.iter().map(judge).collect());
+    let judged: Vec<(Classification, Vec<Finding>)> = match pool(cfg.threads) {
+        Some(p) => p.install(|| all.par_iter().with_min_len(256).map(judge).collect()),
+        None => all.iter().map(judge).collect(),
+    };
     let mut flows = Vec::new();
     let mut findings = Vec::new();
     for ((file, flow), (class, found)) in all.into_iter().zip(judged) {
@@ -153,13 +153,16 @@ pub fn run(
     }
 }
 
-/// Run `f` on a pool of `threads` threads; `None` when no pool could be made.
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Option<R> {
+/// A pool of `threads` threads for judging and serialising; `None` for one thread, or
+/// when no pool could be made (the caller then works on its own thread).
+fn pool(threads: usize) -> Option<rayon::ThreadPool> {
+    if threads <= 1 {
+        return None;
+    }
     rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
+        .num_threads(threads)
         .build()
         .ok()
-        .map(|pool| pool.install(f))
 }
 
 /// Items serialised per parallel task, and tasks per window: a window's text is held
@@ -188,16 +191,12 @@ fn write_items<T: Sync>(
         Ok(buf)
     };
     let chunks: Vec<(usize, &[T])> = items.chunks(SER_CHUNK).enumerate().collect();
-    if threads <= 1 {
+    let Some(pool) = pool(threads) else {
         for c in chunks {
             out.write_all(&chunk_text(c)?)?;
         }
         return Ok(());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(io::Error::other)?;
+    };
     for window in chunks.chunks(SER_WINDOW) {
         let texts: Vec<io::Result<Vec<u8>>> =
             pool.install(|| window.par_iter().map(|c| chunk_text(*c)).collect());
