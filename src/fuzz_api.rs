@@ -267,18 +267,22 @@ fn catalog() -> &'static Catalog {
 /// report format (JSON, JSON lines, SARIF, table). Returns the bytes written.
 pub fn pipeline(data: &[u8]) -> usize {
     let sources = [Source::Bytes(Arc::from(data))];
-    let a = audit::run(
+    let g = audit::gather(
         &sources,
         &EngineConfig::default(),
-        catalog(),
         None,
         audit::DEFAULT_MAX_AUDIT_FLOWS,
-    );
+        // Small enough that a capture of a few hundred flows goes through sorted runs
+        // in the temporary file and their merge, not only through memory.
+        64 * 1024,
+    )
+    .expect("temporary file");
     let mut out = Vec::new();
-    audit::write_json(&mut out, &a, &Options::default()).expect("JSON to memory");
-    audit::write_jsonl(&mut out, &a).expect("JSON lines to memory");
-    audit::write_sarif(&mut out, &a).expect("SARIF to memory");
-    audit::write_table(&mut out, &a, catalog(), false).expect("table to memory");
+    let mut a = audit::write_json(&mut out, g, catalog(), None, &Options::default())
+        .expect("JSON to memory");
+    audit::write_jsonl(&mut out, &mut a).expect("JSON lines to memory");
+    audit::write_sarif(&mut out, &mut a).expect("SARIF to memory");
+    audit::write_table(&mut out, &mut a, catalog(), false).expect("table to memory");
     out.len()
 }
 

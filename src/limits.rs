@@ -137,7 +137,7 @@ pub const CAPS: &[CapInfo] = &[
         flag: "--max-audit-flows",
         unit: "flows (audit only)",
         default: crate::report::audit::DEFAULT_MAX_AUDIT_FLOWS as u64,
-        why: "flow records an audit holds to infer roles over the whole capture before judging any flow (two to six kilobytes each with its classification); `flows` streams and holds none.",
+        why: "flow records an audit keeps to infer roles over the whole capture before judging any flow: past `--spill-budget` they go to a temporary file (about 0.5 KB each, and as much again for findings), so this bounds disk, not memory; `flows` streams and keeps none.",
         when_hit: "each flow past it: counted, verdict unknown, not judged",
     },
     CapInfo {

@@ -222,6 +222,11 @@ struct AuditArgs {
     /// Flow records held for judging; flows past it are counted with an unknown verdict.
     #[arg(long, default_value_t = dpaudit::report::audit::DEFAULT_MAX_AUDIT_FLOWS)]
     max_audit_flows: usize,
+    /// Bytes of flow records (and, apart, of findings) held in memory before a sorted
+    /// run goes to a temporary file in TMPDIR, as `sort -S` does. Output is the same
+    /// for any value; only memory and temporary disk change.
+    #[arg(long, default_value_t = dpaudit::report::audit::DEFAULT_SPILL_BUDGET)]
+    spill_budget: usize,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -260,12 +265,14 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     // Opened before the run so that a refused or unwritable destination fails early.
     let mut out = dpaudit::report::output::ReportOut::open(args.output.as_deref(), &args.captures)?;
-    let mut a = audit::run(&sources, &cfg, &catalog, stated, args.max_audit_flows);
-    if let Some(known) = &known {
-        a.apply_baseline(known);
-    }
-    let mut code = ExitCode::SUCCESS;
-    for r in &a.files {
+    let g = audit::gather(
+        &sources,
+        &cfg,
+        stated,
+        args.max_audit_flows,
+        args.spill_budget,
+    )?;
+    for r in &g.files {
         if let Some(e) = &r.error {
             if e.is_partial() {
                 eprintln!(
@@ -275,30 +282,48 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             } else {
                 eprintln!("dpaudit: {e}");
             }
-            code = ExitCode::from(2);
         }
     }
     let opts = dpaudit::report::flows::Options {
         show_secrets: args.show_secrets,
     };
-    match args.format {
-        AuditFormat::Json => audit::write_json(&mut out, &a, &opts)?,
-        AuditFormat::Jsonl => audit::write_jsonl(&mut out, &a)?,
-        AuditFormat::Sarif => audit::write_sarif(&mut out, &a)?,
-        AuditFormat::Table => {
-            use std::io::IsTerminal;
-            let colour = args.output.is_none()
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none();
-            audit::write_table(&mut out, &a, &catalog, colour)?
+    let known = known.as_ref();
+    let mut a = match args.format {
+        AuditFormat::Json => audit::write_json(&mut out, g, &catalog, known, &opts)?,
+        format => {
+            let mut a = g.judge(&catalog, known, None)?;
+            match format {
+                AuditFormat::Jsonl => audit::write_jsonl(&mut out, &mut a)?,
+                AuditFormat::Sarif => audit::write_sarif(&mut out, &mut a)?,
+                _ => {
+                    use std::io::IsTerminal;
+                    let colour = args.output.is_none()
+                        && std::io::stdout().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none();
+                    audit::write_table(&mut out, &mut a, &catalog, colour)?
+                }
+            }
+            a
         }
+    };
+    let mut code = ExitCode::SUCCESS;
+    if a.files.iter().any(|r| r.error.is_some()) {
+        code = ExitCode::from(2);
     }
     out.finish()?;
     if args.engine.stats {
         print_stats(started, a.coverage.frames, a.coverage.bytes);
+        let [(fb, fr), (gb, gr)] = a.spilled();
+        eprintln!(
+            "dpaudit: stats: {} flows judged, {} findings; spilled {:.1} MiB of flow records in {fr} runs, {:.1} MiB of findings in {gr} runs",
+            a.flows,
+            a.finding_count,
+            fb as f64 / 1048576.0,
+            gb as f64 / 1048576.0
+        );
     }
     if let (Some(dest), Some(src)) = (&args.annotate, sources.first()) {
-        let comments = audit::evidence_comments(&a, 0);
+        let comments = audit::evidence_comments(&mut a, 0)?;
         let n = dpaudit::report::annotate::annotate(src, dest, &comments)?;
         eprintln!(
             "dpaudit: wrote {} ({n} frames, {} with comments)",
@@ -306,7 +331,7 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             comments.len()
         );
     }
-    if a.flows.is_empty() {
+    if a.flows == 0 {
         eprintln!("dpaudit: no flow could be analysed: nothing was audited");
         return Ok(ExitCode::from(2));
     }

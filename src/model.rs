@@ -278,6 +278,26 @@ impl Facts {
         same_key(k, key) && self.text.as_bytes().get(span) == Some(value.as_bytes())
     }
 
+    /// The stored form: (key, end of its value in the text) in insertion order, and the
+    /// text (for writing a flow record out and reading it back, see [`Facts::from_raw`]).
+    pub fn raw(&self) -> (&[(&'static str, u32)], &str) {
+        (&self.items, &self.text)
+    }
+
+    /// Facts from their stored form; `None` unless every value ends after the one
+    /// before it, on a character boundary, within the text.
+    pub fn from_raw(items: Vec<(&'static str, u32)>, text: String) -> Option<Facts> {
+        let mut start = 0usize;
+        for &(_, end) in &items {
+            let end = end as usize;
+            if end < start || !text.is_char_boundary(end) {
+                return None;
+            }
+            start = end;
+        }
+        (start == text.len()).then_some(Facts { items, text })
+    }
+
     /// Add a value; false when the key already holds [`MAX_FACT_VALUES`] others (or
     /// the values of one flow would pass 4 GiB).
     pub fn insert(&mut self, key: &'static str, value: &str) -> bool {

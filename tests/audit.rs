@@ -360,3 +360,54 @@ fn annotate_writes_a_commented_copy_and_never_over_an_input() {
         .count();
     assert_eq!(leftovers, 0);
 }
+
+#[test]
+fn spilling_to_disk_changes_no_report() {
+    let family = "fixtures/families/client-access-violating.pcapng";
+    for format in ["json", "jsonl", "sarif", "table"] {
+        let run = |extra: &[&str]| {
+            let mut args = vec!["audit", "--format", format];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&[FIXTURE, family]);
+            let out = dpaudit(&args);
+            assert!(out.status.success(), "{format} {extra:?}: {:?}", out);
+            out.stdout
+        };
+        let memory = run(&["-j", "2"]);
+        // A budget of a few records: dozens of sorted runs in the temporary file.
+        let disk = run(&["-j", "1", "--spill-budget", "2000"]);
+        assert!(memory == disk, "{format}: the report changed when spilled");
+    }
+    // Findings come out most severe first, then by capture and stream.
+    let doc = audit_json(&["--spill-budget", "2000"]);
+    let rank = |s: &str| {
+        ["critical", "high", "medium", "low", "info"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    let keys: Vec<_> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (rank(f["severity"].as_str().unwrap()), f["stream"].as_u64()))
+        .collect();
+    assert!(
+        keys.len() > 10 && keys.windows(2).all(|w| w[0] <= w[1]),
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn no_temporary_directory_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dpaudit"))
+        .args(["audit", "--spill-budget", "100", FIXTURE])
+        .env("TMPDIR", "/nonexistent/dpaudit-test")
+        .output()
+        .expect("run dpaudit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot create a temporary file in /nonexistent/dpaudit-test"),
+        "{err}"
+    );
+}

@@ -1,10 +1,23 @@
 //! The `audit` report: every flow with its data paths, the findings, and the roles.
 //!
 //! Audit needs every flow before it can judge any (roles are inferred from the whole
-//! capture), so it holds the flows of a run in memory; `flows` is the streaming command.
+//! run), and prints flows and findings sorted, so it works in two passes over spilled
+//! records (see [`super::spill`]); memory stays flat whatever the capture's size:
+//!
+//! ```text
+//! gather:  captures -> flow records, encoded and sorted into a spill (memory up to a
+//!          budget, then sorted runs in a temporary file)
+//!          spill, merged in order -> role inference -> role map
+//! judge:   spill, merged again -> classify and evaluate (windows in parallel) ->
+//!          flow objects written out as they come (JSON), findings into a second spill
+//!          sorted by severity; coverage, table rows and hosts counted on the way
+//! write:   the findings merged in order, the roles and the coverage
+//! ```
 
 use super::coverage::{unknown_encryption, Coverage};
 use super::flows::{FlowView, Options};
+use super::records::{get_finding, get_flow, put_finding, put_flow, FindingKey, FlowKey};
+use super::spill::{Dec, Spill};
 use crate::capture::Source;
 use crate::catalog::roles::Roles;
 use crate::catalog::{Catalog, Vocabulary};
@@ -12,12 +25,13 @@ use crate::classify::infer::{RoleInference, RoleMap};
 use crate::classify::paths::{classify, Classification};
 use crate::findings::{evaluate, sort_findings, Finding, Severity};
 use crate::flow::pipeline::analyze_file;
-use crate::flow::{sort_flows, EngineConfig, FileResult, Flow, FlowSink};
+use crate::flow::{EngineConfig, FileResult, Flow, FlowSink};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
+use std::net::IpAddr;
 
 /// Identifies the JSON layout of the audit report.
 pub const VERSION: u32 = 1;
@@ -35,11 +49,26 @@ pub struct Located {
     pub finding: Finding,
 }
 
-/// Everything an audit found.
+/// One row of the data-path matrix of the table report.
+#[derive(Default)]
+struct Row {
+    flows: u64,
+    encrypted: u64,
+    clear: u64,
+    unknown: u64,
+    mechanisms: BTreeSet<String>,
+    worst: Option<Severity>,
+}
+
+/// Everything an audit found. Findings sit in a spill, read back in order by
+/// [`Audit::each_finding`].
 pub struct Audit {
     pub files: Vec<FileResult>,
-    pub flows: Vec<Audited>,
-    pub findings: Vec<Located>,
+    /// Flows judged.
+    pub flows: u64,
+    /// Findings reported (after the baseline).
+    pub finding_count: u64,
+    findings: Spill<FindingKey>,
     pub roles: RoleMap,
     /// Findings dropped because a baseline already knew their fingerprint.
     pub suppressed: usize,
@@ -47,109 +76,350 @@ pub struct Audit {
     pub coverage: Coverage,
     /// Threads for judging and for serialising the report (`--threads`).
     pub threads: usize,
+    worst: Option<Severity>,
+    hosts: BTreeSet<IpAddr>,
+    rows: BTreeMap<String, Row>,
+    /// (bytes, sorted runs) the flow records took in the temporary file.
+    flows_spilled: (u64, usize),
 }
 
-/// Flow records an audit holds by default (each costs two to six kilobytes with its
-/// classification; a million stay under about 5 GiB): past it,
-/// flows are counted, reported with an unknown verdict, and not judged.
-pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 1_000_000;
+/// Flow records an audit judges by default. They cost no memory past the spill budget
+/// but about 300 bytes each of temporary disk: past it, flows are counted, reported
+/// with an unknown verdict, and not judged.
+pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 50_000_000;
 
-/// The flows of one capture, up to what the run may still hold.
-struct Held {
-    flows: Vec<Flow>,
-    room: usize,
+/// Bytes of flow records, and of findings, held in memory before a sorted run goes to
+/// the temporary file.
+pub const DEFAULT_SPILL_BUDGET: usize = 8 * 1024 * 1024;
+
+/// Flows decoded and judged together (in parallel), then written in order.
+const WINDOW: usize = 4096;
+
+/// Pass one's result: every flow record spilled, and the roles they add up to.
+pub struct Gathered {
+    pub files: Vec<FileResult>,
+    flows: Spill<FlowKey>,
+    roles: RoleMap,
     over: u64,
+    threads: usize,
+    budget: usize,
 }
 
-impl FlowSink for Held {
+/// Receives one capture's flows into the spill, up to what the run may still judge.
+struct ToSpill<'a> {
+    spill: &'a mut Spill<FlowKey>,
+    file: u32,
+    room: u64,
+    over: u64,
+    error: Option<io::Error>,
+}
+
+impl FlowSink for ToSpill<'_> {
     fn flow(&mut self, f: Flow) {
-        if self.flows.len() < self.room {
-            self.flows.push(f);
-        } else {
+        if self.error.is_some() {
+            return;
+        }
+        if self.room == 0 {
             self.over += 1;
+            return;
+        }
+        self.room -= 1;
+        if let Err(e) = self
+            .spill
+            .push(FlowKey::of(self.file, &f), |b| put_flow(b, &f))
+        {
+            self.error = Some(e);
         }
     }
 }
 
-/// Read every capture, infer roles over all of them, classify and judge each flow.
-/// At most `max_flows` flow records are held (see [`DEFAULT_MAX_AUDIT_FLOWS`]).
+fn damaged_record() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a spilled flow record does not read back (temporary file damaged)",
+    )
+}
+
+/// Read every capture into a spill of flow records and infer roles over all of them.
+/// At most `max_flows` flow records are kept (see [`DEFAULT_MAX_AUDIT_FLOWS`]); each
+/// spill holds up to `budget` bytes in memory. Fails only when the temporary file does.
+pub fn gather(
+    sources: &[Source],
+    cfg: &EngineConfig,
+    stated: Option<Roles>,
+    max_flows: usize,
+    budget: usize,
+) -> io::Result<Gathered> {
+    let mut files = Vec::new();
+    let mut spill = Spill::new(budget);
+    let mut over = 0u64;
+    for (i, s) in sources.iter().enumerate() {
+        let mut sink = ToSpill {
+            room: (max_flows as u64).saturating_sub(spill.len()),
+            spill: &mut spill,
+            file: u32::try_from(i).unwrap_or(u32::MAX),
+            over: 0,
+            error: None,
+        };
+        let r = analyze_file(s, cfg, cfg.threads, &mut sink);
+        if let Some(e) = sink.error {
+            return Err(e);
+        }
+        over += sink.over;
+        files.push(r);
+    }
+    let threads = cfg.threads.max(1);
+    let pool = pool(threads);
+    let mut inference = RoleInference::default();
+    each_window(&mut spill, pool.as_ref(), |window| {
+        for (_, f) in &window {
+            inference.observe(f);
+        }
+        Ok(())
+    })?;
+    let inferred = inference.finish();
+    let roles = match stated {
+        Some(s) => RoleMap::new(s, inferred),
+        None => RoleMap::inferred_only(inferred),
+    };
+    Ok(Gathered {
+        files,
+        flows: spill,
+        roles,
+        over,
+        threads,
+        budget,
+    })
+}
+
+/// The spilled flows in order, a window at a time, decoded in parallel.
+fn each_window(
+    spill: &mut Spill<FlowKey>,
+    pool: Option<&rayon::ThreadPool>,
+    mut each: impl FnMut(Vec<(usize, Flow)>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut merge = spill.merge()?;
+    loop {
+        let raw = merge.take(WINDOW)?;
+        if raw.is_empty() {
+            return Ok(());
+        }
+        let decode = |(k, body): &(FlowKey, Vec<u8>)| {
+            get_flow(&mut Dec::new(body)).map(|f| (k.file as usize, f))
+        };
+        let flows: Option<Vec<(usize, Flow)>> = match pool {
+            Some(p) => p.install(|| raw.par_iter().with_min_len(256).map(decode).collect()),
+            None => raw.iter().map(decode).collect(),
+        };
+        each(flows.ok_or_else(damaged_record)?)?;
+    }
+}
+
+/// Read every capture, infer roles over all of them, classify and judge each flow
+/// (no flow objects written; see [`write_json`] for the report that has them).
 pub fn run(
     sources: &[Source],
     cfg: &EngineConfig,
     catalog: &Catalog,
     stated: Option<Roles>,
     max_flows: usize,
-) -> Audit {
-    let mut files = Vec::new();
-    let mut all: Vec<(usize, Flow)> = Vec::new();
-    let mut over = 0u64;
-    for (i, s) in sources.iter().enumerate() {
-        let mut held = Held {
-            flows: Vec::new(),
-            room: max_flows.saturating_sub(all.len()),
-            over: 0,
-        };
-        let r = analyze_file(s, cfg, cfg.threads, &mut held);
-        sort_flows(&mut held.flows);
-        files.push(r);
-        over += held.over;
-        all.extend(held.flows.into_iter().map(|f| (i, f)));
-    }
-    let mut inference = RoleInference::default();
-    for (_, f) in &all {
-        inference.observe(f);
-    }
-    let inferred = inference.finish();
-    let roles = match stated {
-        Some(s) => RoleMap::new(s, inferred),
-        None => RoleMap::inferred_only(inferred),
-    };
-    let mut coverage = Coverage::default();
-    for r in &files {
-        coverage.add_file(r);
-    }
-    coverage.add_unheld(over);
-    // Judging is independent per flow: spread over the threads, results in flow order.
-    let judge = |(_, flow): &(usize, Flow)| {
-        let class = classify(flow, catalog, &roles);
-        let mut found = evaluate(flow, &class, catalog);
-        sort_findings(&mut found);
-        (class, found)
-    };
-    let judged: Vec<(Classification, Vec<Finding>)> = match pool(cfg.threads) {
-        Some(p) => p.install(|| all.par_iter().with_min_len(256).map(judge).collect()),
-        None => all.iter().map(judge).collect(),
-    };
-    let mut flows = Vec::new();
-    let mut findings = Vec::new();
-    for ((file, flow), (class, found)) in all.into_iter().zip(judged) {
+) -> io::Result<Audit> {
+    gather(sources, cfg, stated, max_flows, DEFAULT_SPILL_BUDGET)?.judge(catalog, None, None)
+}
+
+/// What judging adds up as the flows go by.
+struct Tally {
+    flows: u64,
+    finding_count: u64,
+    findings: Spill<FindingKey>,
+    suppressed: usize,
+    coverage: Coverage,
+    worst: Option<Severity>,
+    hosts: BTreeSet<IpAddr>,
+    rows: BTreeMap<String, Row>,
+}
+
+impl Tally {
+    /// Count one judged flow and spill its findings (those a baseline knows counted only).
+    fn add(
+        &mut self,
+        file: usize,
+        path: &str,
+        flow: &Flow,
+        class: &Classification,
+        found: Vec<Finding>,
+        known: Option<&BTreeSet<String>>,
+    ) -> io::Result<()> {
+        self.flows += 1;
         let unknown = found
             .iter()
             .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
             .map(|f| f.observed.clone())
-            .or_else(|| unknown_encryption(&flow));
-        let path = files.get(file).map_or("", |r| r.path.as_str());
-        coverage.add_flow(path, &flow, unknown);
-        findings.extend(found.into_iter().map(|finding| Located { file, finding }));
-        flows.push(Audited { file, flow, class });
+            .or_else(|| unknown_encryption(flow));
+        self.coverage.add_flow(path, flow, unknown);
+        self.hosts.insert(flow.client.ip());
+        self.hosts.insert(flow.server.ip());
+        let key = class
+            .best()
+            .map_or_else(|| "(no path)".to_string(), |p| p.id.clone());
+        let r = self.rows.entry(key).or_default();
+        r.flows += 1;
+        match flow.posture.encryption.as_str() {
+            "none" => r.clear += 1,
+            "unknown" => r.unknown += 1,
+            _ => r.encrypted += 1,
+        }
+        for ev in &flow.posture.auth {
+            r.mechanisms.insert(ev.mechanism.name());
+        }
+        let file = u32::try_from(file).unwrap_or(u32::MAX);
+        for f in found {
+            if known.is_some_and(|k| k.contains(&f.fingerprint)) {
+                self.suppressed += 1;
+                continue;
+            }
+            self.finding_count += 1;
+            self.worst = self.worst.max(Some(f.severity));
+            let row = f.data_path.as_deref().unwrap_or("(no path)");
+            let r = match self.rows.get_mut(row) {
+                Some(r) => r,
+                None => self.rows.entry(row.to_string()).or_default(),
+            };
+            r.worst = r.worst.max(Some(f.severity));
+            self.findings
+                .push(FindingKey::of(file, &f), |b| put_finding(b, &f))?;
+        }
+        Ok(())
     }
-    findings.sort_by(|a, b| {
-        b.finding
-            .severity
-            .cmp(&a.finding.severity)
-            .then(a.file.cmp(&b.file))
-            .then(a.finding.stream.cmp(&b.finding.stream))
-            .then(a.finding.rule.cmp(b.finding.rule))
-            .then(a.finding.fingerprint.cmp(&b.finding.fingerprint))
-    });
-    Audit {
-        files,
-        flows,
-        findings,
-        roles,
-        suppressed: 0,
-        coverage,
-        threads: cfg.threads.max(1),
+}
+
+impl Gathered {
+    /// Classify and judge every flow, in order. Findings whose fingerprint `known`
+    /// holds are only counted (`suppressed`). With `flows_json`, each flow's JSON object
+    /// is written there as it is judged, after `,\n    ` (the first after `\n    `).
+    pub fn judge(
+        mut self,
+        catalog: &Catalog,
+        known: Option<&BTreeSet<String>>,
+        mut flows_json: Option<(&mut dyn Write, &Options)>,
+    ) -> io::Result<Audit> {
+        let mut coverage = Coverage::default();
+        for r in &self.files {
+            coverage.add_file(r);
+        }
+        coverage.add_unheld(self.over);
+        let mut t = Tally {
+            flows: 0,
+            finding_count: 0,
+            findings: Spill::new(self.budget),
+            suppressed: 0,
+            coverage,
+            worst: None,
+            hosts: BTreeSet::new(),
+            rows: BTreeMap::new(),
+        };
+        let pool = pool(self.threads);
+        let options = flows_json.as_ref().map(|(_, o)| **o);
+        let roles = &self.roles;
+        let paths: Vec<String> = self.files.iter().map(|r| r.path.clone()).collect();
+        let path = |i: usize| paths.get(i).map_or("", String::as_str);
+        each_window(&mut self.flows, pool.as_ref(), |window| {
+            let first = t.flows == 0;
+            // Judging is independent per flow: spread over the threads, kept in order.
+            let judge = |(k, (file, flow)): (usize, (usize, Flow))| -> io::Result<_> {
+                let class = classify(&flow, catalog, roles);
+                let mut found = evaluate(&flow, &class, catalog);
+                sort_findings(&mut found);
+                let mut text = Vec::new();
+                if let Some(o) = &options {
+                    text.extend_from_slice(if first && k == 0 {
+                        b"\n    "
+                    } else {
+                        b",\n    "
+                    });
+                    let view = AuditedView {
+                        flow: FlowView::new(path(file), &flow, o),
+                        data_paths: class.ids(),
+                        classification: &class,
+                    };
+                    serde_json::to_writer(&mut text, &view).map_err(super::json_io)?;
+                }
+                Ok((file, flow, class, found, text))
+            };
+            let done: io::Result<Vec<_>> = match &pool {
+                Some(p) => p.install(|| {
+                    window
+                        .into_par_iter()
+                        .enumerate()
+                        .with_min_len(64)
+                        .map(judge)
+                        .collect()
+                }),
+                None => window.into_iter().enumerate().map(judge).collect(),
+            };
+            for (file, flow, class, found, text) in done? {
+                if let Some((out, _)) = &mut flows_json {
+                    out.write_all(&text)?;
+                }
+                t.add(file, path(file), &flow, &class, found, known)?;
+            }
+            Ok(())
+        })?;
+        Ok(Audit {
+            files: self.files,
+            flows: t.flows,
+            finding_count: t.finding_count,
+            findings: t.findings,
+            roles: self.roles,
+            suppressed: t.suppressed,
+            coverage: t.coverage,
+            threads: self.threads,
+            worst: t.worst,
+            hosts: t.hosts,
+            rows: t.rows,
+            flows_spilled: (self.flows.spilled_bytes(), self.flows.runs()),
+        })
+    }
+}
+
+impl Audit {
+    /// Every finding in report order (most severe first, then capture, stream, rule),
+    /// a window at a time.
+    pub fn each_finding(
+        &mut self,
+        mut each: impl FnMut(&[Located]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut merge = self.findings.merge()?;
+        loop {
+            let raw = merge.take(WINDOW)?;
+            if raw.is_empty() {
+                return Ok(());
+            }
+            let window: Option<Vec<Located>> = raw
+                .iter()
+                .map(|(k, body)| {
+                    get_finding(&mut Dec::new(body)).map(|finding| Located {
+                        file: k.file as usize,
+                        finding,
+                    })
+                })
+                .collect();
+            each(&window.ok_or_else(damaged_record)?)?;
+        }
+    }
+
+    /// The most severe finding reported, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.worst
+    }
+
+    /// What went to the temporary file: bytes and sorted runs of flow records, then of
+    /// findings (zero when everything fitted the spill budget).
+    pub fn spilled(&self) -> [(u64, usize); 2] {
+        [
+            self.flows_spilled,
+            (self.findings.spilled_bytes(), self.findings.runs()),
+        ]
     }
 }
 
@@ -221,24 +491,6 @@ pub fn baseline_fingerprints(report: &str) -> Result<BTreeSet<String>, String> {
         .collect())
 }
 
-impl Audit {
-    /// Drop the findings a baseline already knows (matched on fingerprints, which do
-    /// not depend on frame numbers, times or client ports).
-    pub fn apply_baseline(&mut self, known: &BTreeSet<String>) {
-        let before = self.findings.len();
-        self.findings
-            .retain(|l| !known.contains(&l.finding.fingerprint));
-        self.suppressed += before - self.findings.len();
-    }
-}
-
-impl Audit {
-    /// The most severe finding, if any.
-    pub fn worst(&self) -> Option<Severity> {
-        self.findings.iter().map(|l| l.finding.severity).max()
-    }
-}
-
 #[derive(Serialize)]
 struct AuditedView<'a> {
     #[serde(flatten)]
@@ -252,16 +504,6 @@ struct FindingView<'a> {
     file: &'a str,
     #[serde(flatten)]
     finding: &'a Finding,
-}
-
-/// Every host of the run's flows, in address order.
-fn hosts(a: &Audit) -> BTreeSet<std::net::IpAddr> {
-    let mut hosts = BTreeSet::new();
-    for f in &a.flows {
-        hosts.insert(f.flow.client.ip());
-        hosts.insert(f.flow.server.ip());
-    }
-    hosts
 }
 
 /// One host's roles with their source and evidence; `None` for a host without roles.
@@ -299,7 +541,7 @@ fn write_roles_json(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
     pretty_indented(out, &a.roles.contradictions(), 4)?;
     write!(out, ",\n    \"hosts\": [")?;
     let mut any = false;
-    for ip in hosts(a) {
+    for &ip in &a.hosts {
         if let Some(h) = host_roles_json(a, ip) {
             out.write_all(if any { b",\n      " } else { b"\n      " })?;
             pretty_indented(out, &h, 6)?;
@@ -310,10 +552,16 @@ fn write_roles_json(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
 }
 
 /// The audit as one JSON document (`version`, `files`, `flows`, `findings`,
-/// `suppressed_by_baseline`, `roles`, `coverage`). Flows and findings are written one
-/// compact object a line as they are serialised, never built as one tree in memory.
-pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()> {
-    let path = |i: usize| a.files.get(i).map_or("", |r| r.path.as_str());
+/// `suppressed_by_baseline`, `roles`, `coverage`), judging the gathered flows on the
+/// way: each flow object is written as it is judged, each finding as it is read back in
+/// order, one compact object a line, never built as one tree in memory.
+pub fn write_json(
+    out: &mut dyn Write,
+    g: Gathered,
+    catalog: &Catalog,
+    known: Option<&BTreeSet<String>>,
+    o: &Options,
+) -> io::Result<Audit> {
     let pretty = |out: &mut dyn Write, v: &dyn erased::Ser| -> io::Result<()> {
         let mut text = Vec::new();
         v.pretty(&mut text).map_err(super::json_io)?;
@@ -323,40 +571,41 @@ pub fn write_json(out: &mut dyn Write, a: &Audit, o: &Options) -> io::Result<()>
     };
     writeln!(out, "{{\n  \"version\": {VERSION},")?;
     write!(out, "  \"files\": ")?;
-    let files: Vec<Value> = a.files.iter().map(super::flows::file_json).collect();
+    let files: Vec<Value> = g.files.iter().map(super::flows::file_json).collect();
     pretty(out, &files)?;
     write!(out, ",\n  \"flows\": [")?;
-    let sep: Separators = (b"\n    ", b",\n    ");
-    write_items(out, &a.flows, a.threads, sep, |x, buf| {
-        let view = AuditedView {
-            flow: FlowView::new(path(x.file), &x.flow, o),
-            data_paths: x.class.ids(),
-            classification: &x.class,
-        };
-        serde_json::to_writer(buf, &view).map_err(super::json_io)
-    })?;
+    let mut a = g.judge(catalog, known, Some((&mut *out, o)))?;
     write!(
         out,
         "{}],\n  \"findings\": [",
-        if a.flows.is_empty() { "" } else { "\n  " }
+        if a.flows == 0 { "" } else { "\n  " }
     )?;
-    write_items(out, &a.findings, a.threads, sep, |l, buf| {
-        let view = FindingView {
-            file: path(l.file),
-            finding: &l.finding,
-        };
-        serde_json::to_writer(buf, &view).map_err(super::json_io)
+    let paths: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
+    let path = |i: usize| paths.get(i).map_or("", String::as_str);
+    let threads = a.threads;
+    let mut sep: Separators = (b"\n    ", b",\n    ");
+    a.each_finding(|window| {
+        write_items(out, window, threads, sep, |l, buf| {
+            let view = FindingView {
+                file: path(l.file),
+                finding: &l.finding,
+            };
+            serde_json::to_writer(buf, &view).map_err(super::json_io)
+        })?;
+        sep.0 = sep.1;
+        Ok(())
     })?;
     write!(
         out,
         "{}],\n  \"suppressed_by_baseline\": {},\n  \"roles\": ",
-        if a.findings.is_empty() { "" } else { "\n  " },
+        if a.finding_count == 0 { "" } else { "\n  " },
         a.suppressed
     )?;
-    write_roles_json(out, a)?;
+    write_roles_json(out, &a)?;
     write!(out, ",\n  \"coverage\": ")?;
     pretty(out, &a.coverage)?;
-    writeln!(out, "\n}}")
+    writeln!(out, "\n}}")?;
+    Ok(a)
 }
 
 /// Pretty-printing of values of different types behind one reference.
@@ -372,20 +621,23 @@ mod erased {
 }
 
 /// One finding a line.
-pub fn write_jsonl(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
-    for l in &a.findings {
-        let path = a.files.get(l.file).map_or("", |r| r.path.as_str());
-        serde_json::to_writer(
-            &mut *out,
-            &FindingView {
-                file: path,
-                finding: &l.finding,
-            },
-        )
-        .map_err(super::json_io)?;
-        writeln!(out)?;
-    }
-    Ok(())
+pub fn write_jsonl(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
+    let paths: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
+    a.each_finding(|window| {
+        for l in window {
+            let path = paths.get(l.file).map_or("", String::as_str);
+            serde_json::to_writer(
+                &mut *out,
+                &FindingView {
+                    file: path,
+                    finding: &l.finding,
+                },
+            )
+            .map_err(super::json_io)?;
+            writeln!(out)?;
+        }
+        Ok(())
+    })
 }
 
 /// A severity word padded to `width`, in colour when asked (ANSI; `NO_COLOR` is
@@ -410,52 +662,17 @@ fn severity_cell(s: &str, width: usize, colour: bool) -> String {
 /// What a person reads first: the data-path matrix, the findings, the roles.
 pub fn write_table(
     out: &mut dyn Write,
-    a: &Audit,
+    a: &mut Audit,
     catalog: &Catalog,
     colour: bool,
 ) -> io::Result<()> {
-    #[derive(Default)]
-    struct Row {
-        flows: u64,
-        encrypted: u64,
-        clear: u64,
-        unknown: u64,
-        mechanisms: BTreeSet<String>,
-        worst: Option<Severity>,
-    }
-    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    for x in &a.flows {
-        let key = x
-            .class
-            .best()
-            .map_or_else(|| "(no path)".to_string(), |p| p.id.clone());
-        let r = rows.entry(key).or_default();
-        r.flows += 1;
-        match x.flow.posture.encryption.as_str() {
-            "none" => r.clear += 1,
-            "unknown" => r.unknown += 1,
-            _ => r.encrypted += 1,
-        }
-        for ev in &x.flow.posture.auth {
-            r.mechanisms.insert(ev.mechanism.name());
-        }
-    }
-    for l in &a.findings {
-        let key = l
-            .finding
-            .data_path
-            .clone()
-            .unwrap_or_else(|| "(no path)".to_string());
-        let r = rows.entry(key).or_default();
-        r.worst = r.worst.max(Some(l.finding.severity));
-    }
     writeln!(out, "DATA PATHS")?;
     writeln!(
         out,
         "{:<10} {:<44} {:>5} {:>5} {:>5} {:>5}  {:<24} VERDICT",
         "PATH", "NAME", "FLOWS", "ENC", "CLEAR", "UNK", "AUTH SEEN"
     )?;
-    for (id, r) in &rows {
+    for (id, r) in &a.rows {
         let name = catalog.get(id).map_or("", |p| p.name.as_str());
         let name: String = name.chars().take(44).collect();
         let mech = if r.mechanisms.is_empty() {
@@ -475,29 +692,31 @@ pub fn write_table(
         writeln!(
             out,
             "FINDINGS ({}, {} more known to the baseline)",
-            a.findings.len(),
-            a.suppressed
+            a.finding_count, a.suppressed
         )?;
     } else {
-        writeln!(out, "FINDINGS ({})", a.findings.len())?;
+        writeln!(out, "FINDINGS ({})", a.finding_count)?;
     }
-    for l in &a.findings {
-        let f = &l.finding;
-        let frames: Vec<String> = f.frames.iter().take(4).map(u64::to_string).collect();
-        writeln!(
-            out,
-            "{} {:<28} {:<6} {:<22} frames {:<16} {}",
-            severity_cell(f.severity.as_str(), 8, colour),
-            f.rule,
-            f.data_path.as_deref().unwrap_or("-"),
-            f.filter,
-            frames.join(","),
-            f.message
-        )?;
-    }
+    a.each_finding(|window| {
+        for l in window {
+            let f = &l.finding;
+            let frames: Vec<String> = f.frames.iter().take(4).map(u64::to_string).collect();
+            writeln!(
+                out,
+                "{} {:<28} {:<6} {:<22} frames {:<16} {}",
+                severity_cell(f.severity.as_str(), 8, colour),
+                f.rule,
+                f.data_path.as_deref().unwrap_or("-"),
+                f.filter,
+                frames.join(","),
+                f.message
+            )?;
+        }
+        Ok(())
+    })?;
     writeln!(out)?;
     writeln!(out, "ROLES")?;
-    for h in hosts(a).into_iter().filter_map(|ip| host_roles_json(a, ip)) {
+    for h in a.hosts.iter().filter_map(|&ip| host_roles_json(a, ip)) {
         let list: Vec<String> = h["roles"]
             .as_array()
             .map(Vec::as_slice)
@@ -545,7 +764,7 @@ fn sarif_level(s: Severity) -> &'static str {
 /// A capture has no lines: each result's region is the first evidence frame, given as
 /// `startLine` (frame numbers are 1-based like lines), with every frame, the stream and
 /// the Wireshark filter in the result's properties.
-pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
+pub fn write_sarif(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
     use crate::findings::RULES;
     let rules: Vec<Value> = RULES
         .iter()
@@ -631,8 +850,16 @@ pub fn write_sarif(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
         out.write_all(b",")?;
     }
     write!(out, "\n\"results\": [")?;
-    write_items(out, &a.findings, a.threads, (b"\n", b",\n"), |l, buf| {
-        serde_json::to_writer(buf, &sarif_result(a, l)).map_err(super::json_io)
+    let uris: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
+    let threads = a.threads;
+    let mut sep: Separators = (b"\n", b",\n");
+    a.each_finding(|window| {
+        write_items(out, window, threads, sep, |l, buf| {
+            let uri = uris.get(l.file).map_or("", String::as_str);
+            serde_json::to_writer(buf, &sarif_result(uri, l)).map_err(super::json_io)
+        })?;
+        sep.0 = sep.1;
+        Ok(())
     })?;
     writeln!(out, "\n]}}]}}")
 }
@@ -643,10 +870,9 @@ fn compact<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Result<()> 
 }
 
 /// One SARIF result for a finding.
-fn sarif_result(a: &Audit, l: &Located) -> Value {
+fn sarif_result(uri: &str, l: &Located) -> Value {
     use crate::findings::RULES;
     let f = &l.finding;
-    let uri = a.files.get(l.file).map_or("", |r| r.path.as_str());
     let rule_index = RULES.iter().position(|r| r.id == f.rule);
     let line = f.frames.first().copied().unwrap_or(1).max(1);
     json!({
@@ -680,26 +906,29 @@ fn sarif_result(a: &Audit, l: &Located) -> Value {
 
 /// The comment of every evidence frame, per capture: `dpaudit: <severity> <rule> on
 /// <path>: <message>`, several findings on one frame joined by ` | `.
-pub fn evidence_comments(a: &Audit, file: usize) -> BTreeMap<u64, String> {
+pub fn evidence_comments(a: &mut Audit, file: usize) -> io::Result<BTreeMap<u64, String>> {
     let mut out: BTreeMap<u64, String> = BTreeMap::new();
-    for l in a.findings.iter().filter(|l| l.file == file) {
-        let f = &l.finding;
-        let text = format!(
-            "dpaudit: {} {} on {}: {}",
-            f.severity.as_str(),
-            f.rule,
-            f.data_path.as_deref().unwrap_or("no documented path"),
-            f.message
-        );
-        for frame in &f.frames {
-            let e = out.entry(*frame).or_default();
-            if !e.is_empty() {
-                e.push_str(" | ");
+    a.each_finding(|window| {
+        for l in window.iter().filter(|l| l.file == file) {
+            let f = &l.finding;
+            let text = format!(
+                "dpaudit: {} {} on {}: {}",
+                f.severity.as_str(),
+                f.rule,
+                f.data_path.as_deref().unwrap_or("no documented path"),
+                f.message
+            );
+            for frame in &f.frames {
+                let e = out.entry(*frame).or_default();
+                if !e.is_empty() {
+                    e.push_str(" | ");
+                }
+                e.push_str(&text);
             }
-            e.push_str(&text);
         }
-    }
-    out
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]

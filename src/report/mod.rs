@@ -5,6 +5,8 @@ pub mod audit;
 pub mod coverage;
 pub mod flows;
 pub mod output;
+pub mod records;
+pub mod spill;
 
 /// A JSON write error as an I/O error of the same kind, so a closed pipe stays a
 /// `BrokenPipe` the command line can ignore.
