@@ -411,3 +411,41 @@ fn no_temporary_directory_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_report_that_cannot_be_written_stops_the_run_with_an_error() {
+    // Enough flows for several judging windows, so the judging thread is still
+    // producing when the first write fails.
+    let dir = std::env::temp_dir().join(format!("dpaudit-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cap = dir.join("many.pcap");
+    let cap = cap.to_str().unwrap();
+    let gen = dpaudit(&["gen", "-o", cap, "--size", "24M", "--mix", "handshake"]);
+    assert!(gen.status.success(), "{gen:?}");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dpaudit"))
+        .args(["audit", "--format", "json", "-j", "2", cap])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed().as_secs() > 120 {
+            child.kill().unwrap();
+            panic!("the run did not stop after its output failed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+}

@@ -171,12 +171,16 @@ pub fn gather(
     let threads = cfg.threads.max(1);
     let pool = pool(threads);
     let mut inference = RoleInference::default();
-    each_window(&mut spill, pool.as_ref(), |window| {
-        for (_, f) in &window {
-            inference.observe(f);
-        }
-        Ok(())
-    })?;
+    let spilled = &mut spill;
+    overlapped(
+        |send| each_window(spilled, pool.as_ref(), send),
+        |window: Vec<(usize, Flow)>| {
+            for (_, f) in &window {
+                inference.observe(f);
+            }
+            Ok(())
+        },
+    )?;
     let inferred = inference.finish();
     let roles = match stated {
         Some(s) => RoleMap::new(s, inferred),
@@ -192,11 +196,12 @@ pub fn gather(
     })
 }
 
-/// The spilled flows in order, a window at a time, decoded in parallel.
+/// The spilled flows in order, a window at a time, decoded in parallel; stops early
+/// when `each` returns false.
 fn each_window(
     spill: &mut Spill<FlowKey>,
     pool: Option<&rayon::ThreadPool>,
-    mut each: impl FnMut(Vec<(usize, Flow)>) -> io::Result<()>,
+    mut each: impl FnMut(Vec<(usize, Flow)>) -> bool,
 ) -> io::Result<()> {
     let mut merge = spill.merge()?;
     loop {
@@ -211,8 +216,37 @@ fn each_window(
             Some(p) => p.install(|| raw.par_iter().with_min_len(256).map(decode).collect()),
             None => raw.iter().map(decode).collect(),
         };
-        each(flows.ok_or_else(damaged_record)?)?;
+        if !each(flows.ok_or_else(damaged_record)?) {
+            return Ok(());
+        }
     }
+}
+
+/// Run `produce` on a thread of its own and hand what it sends to `consume` on this
+/// one, in order, with at most two items waiting: the sequential consumer (role
+/// inference, counting, writing the report) overlaps the producer's parallel work
+/// (merging, decoding, judging) instead of leaving the other cores idle while it runs.
+/// `send` returns false once the consumer has failed; the producer then stops.
+fn overlapped<T: Send>(
+    produce: impl FnOnce(&mut dyn FnMut(T) -> bool) -> io::Result<()> + Send,
+    mut consume: impl FnMut(T) -> io::Result<()>,
+) -> io::Result<()> {
+    std::thread::scope(|s| {
+        let (tx, rx) = crossbeam_channel::bounded::<T>(2);
+        let producer = s.spawn(move || produce(&mut |t| tx.send(t).is_ok()));
+        let mut consumed = Ok(());
+        while let Ok(t) = rx.recv() {
+            consumed = consume(t);
+            if consumed.is_err() {
+                break;
+            }
+        }
+        drop(rx);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        consumed.and(produced)
+    })
 }
 
 /// Read every capture, infer roles over all of them, classify and judge each flow
@@ -323,48 +357,50 @@ impl Gathered {
         let roles = &self.roles;
         let paths: Vec<String> = self.files.iter().map(|r| r.path.clone()).collect();
         let path = |i: usize| paths.get(i).map_or("", String::as_str);
-        each_window(&mut self.flows, pool.as_ref(), |window| {
-            let first = t.flows == 0;
-            // Judging is independent per flow: spread over the threads, kept in order.
-            let judge = |(k, (file, flow)): (usize, (usize, Flow))| -> io::Result<_> {
-                let class = classify(&flow, catalog, roles);
-                let mut found = evaluate(&flow, &class, catalog);
-                sort_findings(&mut found);
-                let mut text = Vec::new();
-                if let Some(o) = &options {
-                    text.extend_from_slice(if first && k == 0 {
-                        b"\n    "
-                    } else {
-                        b",\n    "
-                    });
-                    let view = AuditedView {
-                        flow: FlowView::new(path(file), &flow, o),
-                        data_paths: class.ids(),
-                        classification: &class,
+        let with_text = flows_json.is_some();
+        let flows = &mut self.flows;
+        let mut first = true;
+        overlapped(
+            |send| {
+                each_window(flows, pool.as_ref(), |window| {
+                    // Judging is independent per flow: spread over the threads, in order.
+                    let judge = |(file, flow): (usize, Flow)| -> Result<_, serde_json::Error> {
+                        let class = classify(&flow, catalog, roles);
+                        let mut found = evaluate(&flow, &class, catalog);
+                        sort_findings(&mut found);
+                        let mut text = Vec::new();
+                        if let Some(o) = options.as_ref().filter(|_| with_text) {
+                            let view = AuditedView {
+                                flow: FlowView::new(path(file), &flow, o),
+                                data_paths: class.ids(),
+                                classification: &class,
+                            };
+                            serde_json::to_writer(&mut text, &view)?;
+                        }
+                        Ok((file, flow, class, found, text))
                     };
-                    serde_json::to_writer(&mut text, &view).map_err(super::json_io)?;
+                    let done: Vec<_> = match &pool {
+                        Some(p) => p.install(|| {
+                            window.into_par_iter().with_min_len(64).map(judge).collect()
+                        }),
+                        None => window.into_iter().map(judge).collect(),
+                    };
+                    send(done)
+                })
+            },
+            |done| {
+                for judged in done {
+                    let (file, flow, class, found, text) = judged.map_err(super::json_io)?;
+                    if let Some((out, _)) = &mut flows_json {
+                        out.write_all(if first { b"\n    " } else { b",\n    " })?;
+                        out.write_all(&text)?;
+                        first = false;
+                    }
+                    t.add(file, path(file), &flow, &class, found, known)?;
                 }
-                Ok((file, flow, class, found, text))
-            };
-            let done: io::Result<Vec<_>> = match &pool {
-                Some(p) => p.install(|| {
-                    window
-                        .into_par_iter()
-                        .enumerate()
-                        .with_min_len(64)
-                        .map(judge)
-                        .collect()
-                }),
-                None => window.into_iter().enumerate().map(judge).collect(),
-            };
-            for (file, flow, class, found, text) in done? {
-                if let Some((out, _)) = &mut flows_json {
-                    out.write_all(&text)?;
-                }
-                t.add(file, path(file), &flow, &class, found, known)?;
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         Ok(Audit {
             files: self.files,
             flows: t.flows,

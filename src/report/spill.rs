@@ -22,8 +22,10 @@ pub trait Key: Ord + Clone {
     fn get(d: &mut Dec<'_>) -> Option<Self>;
 }
 
-/// Bytes read from the file per refill of a run's buffer.
-const READ_BUF: usize = 64 * 1024;
+/// Bytes read from the file per refill of a run's buffer: the budget shared between
+/// the runs, within these bounds (so many runs do not multiply the memory).
+const READ_MAX: usize = 64 * 1024;
+const READ_MIN: usize = 4 * 1024;
 /// Bytes buffered per write when a run goes to the file.
 const WRITE_BUF: usize = 256 * 1024;
 /// Most bytes reserved up front for held records (a larger budget grows past it).
@@ -163,6 +165,7 @@ impl<K: Key> Spill<K> {
                 .map(|&(pos, len)| Run {
                     pos,
                     end: pos + len,
+                    read: (spill.budget / spill.runs.len().max(1)).clamp(READ_MIN, READ_MAX),
                     buf: Vec::new(),
                     at: 0,
                     body: (0, 0),
@@ -183,6 +186,8 @@ impl<K: Key> Spill<K> {
 struct Run {
     pos: u64,
     end: u64,
+    /// Bytes to read per refill.
+    read: usize,
     buf: Vec<u8>,
     at: usize,
     /// The current record's bytes in `buf`.
@@ -207,7 +212,7 @@ impl Run {
         if have == 0 && left == 0 {
             return Ok(false);
         }
-        let want = (need.max(READ_BUF) - have) as u64;
+        let want = (need.max(self.read) - have) as u64;
         let n = usize::try_from(want.min(left)).map_err(|_| damaged())?;
         if have + n < need {
             return Err(damaged());
