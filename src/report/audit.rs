@@ -93,7 +93,7 @@ pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 50_000_000;
 pub const DEFAULT_SPILL_BUDGET: usize = 8 * 1024 * 1024;
 
 /// Flows decoded and judged together (in parallel), then written in order.
-const WINDOW: usize = 4096;
+const WINDOW: usize = 2048;
 
 /// Pass one's result: every flow record spilled, and the roles they add up to.
 pub struct Gathered {
@@ -173,6 +173,7 @@ pub fn gather(
     let mut inference = RoleInference::default();
     let spilled = &mut spill;
     overlapped(
+        threads,
         |send| each_window(spilled, pool.as_ref(), send),
         |window: Vec<(usize, Flow)>| {
             for (_, f) in &window {
@@ -223,16 +224,26 @@ fn each_window(
 }
 
 /// Run `produce` on a thread of its own and hand what it sends to `consume` on this
-/// one, in order, with at most two items waiting: the sequential consumer (role
+/// one, in order, with at most one item waiting: the sequential consumer (role
 /// inference, counting, writing the report) overlaps the producer's parallel work
 /// (merging, decoding, judging) instead of leaving the other cores idle while it runs.
-/// `send` returns false once the consumer has failed; the producer then stops.
+/// With one thread (`-j 1`) both run on this thread, one item at a time. `send`
+/// returns false once the consumer has failed; the producer then stops.
 fn overlapped<T: Send>(
+    threads: usize,
     produce: impl FnOnce(&mut dyn FnMut(T) -> bool) -> io::Result<()> + Send,
     mut consume: impl FnMut(T) -> io::Result<()>,
 ) -> io::Result<()> {
+    if threads <= 1 {
+        let mut consumed = Ok(());
+        let produced = produce(&mut |t| {
+            consumed = consume(t);
+            consumed.is_ok()
+        });
+        return consumed.and(produced);
+    }
     std::thread::scope(|s| {
-        let (tx, rx) = crossbeam_channel::bounded::<T>(2);
+        let (tx, rx) = crossbeam_channel::bounded::<T>(1);
         let producer = s.spawn(move || produce(&mut |t| tx.send(t).is_ok()));
         let mut consumed = Ok(());
         while let Ok(t) = rx.recv() {
@@ -361,6 +372,7 @@ impl Gathered {
         let flows = &mut self.flows;
         let mut first = true;
         overlapped(
+            self.threads,
             |send| {
                 each_window(flows, pool.as_ref(), |window| {
                     // Judging is independent per flow: spread over the threads, in order.

@@ -62,7 +62,7 @@ impl Staged {
             return Ok(Staged {
                 dest: dest.to_path_buf(),
                 tmp: None,
-                out: Some(BufWriter::new(file)),
+                out: Some(BufWriter::with_capacity(1 << 20, file)),
             });
         }
         let tmp = temp_path(dest);
@@ -70,7 +70,7 @@ impl Staged {
         Ok(Staged {
             dest: dest.to_path_buf(),
             tmp: Some(tmp),
-            out: Some(BufWriter::new(file)),
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
         })
     }
 
