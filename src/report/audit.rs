@@ -84,9 +84,10 @@ pub struct Audit {
 }
 
 /// Flow records an audit judges by default. They cost no memory past the spill budget
-/// but about 300 bytes each of temporary disk: past it, flows are counted, reported
-/// with an unknown verdict, and not judged.
-pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 50_000_000;
+/// but temporary disk: about 0.5 KB each and as much again for its findings (some 9 GB
+/// at the cap, a handshake-heavy capture of about 15 GiB). Past it, flows are counted,
+/// reported with an unknown verdict, and not judged.
+pub const DEFAULT_MAX_AUDIT_FLOWS: usize = 10_000_000;
 
 /// Bytes of flow records, and of findings, held in memory before a sorted run goes to
 /// the temporary file.

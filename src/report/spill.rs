@@ -115,36 +115,12 @@ impl<K: Key> Spill<K> {
         self.sort_held();
         let file = match &mut self.file {
             Some(f) => f,
-            None => self.file.insert(tempfile::tempfile().map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "cannot create a temporary file in {} (set TMPDIR, or raise \
-                         --spill-budget to hold more in memory): {e}",
-                        std::env::temp_dir().display()
-                    ),
-                )
-            })?),
+            None => self.file.insert(
+                tempfile::tempfile().map_err(|e| in_tmp("cannot create a temporary file", e))?,
+            ),
         };
-        file.seek(SeekFrom::Start(self.end))?;
-        let mut w = BufWriter::with_capacity(WRITE_BUF, &*file);
-        let mut key = Vec::new();
-        let mut length = 0u64;
-        for (k, start, end) in &self.held {
-            key.clear();
-            k.put(&mut key);
-            let body = self.arena.get(*start..*end).unwrap_or_default();
-            let too_big = || io::Error::other("a spilled record passes 4 GiB");
-            let kl = u32::try_from(key.len()).map_err(|_| too_big())?;
-            let bl = u32::try_from(body.len()).map_err(|_| too_big())?;
-            w.write_all(&kl.to_le_bytes())?;
-            w.write_all(&bl.to_le_bytes())?;
-            w.write_all(&key)?;
-            w.write_all(body)?;
-            length += 8 + u64::from(kl) + u64::from(bl);
-        }
-        w.flush()?;
-        drop(w);
+        let length = write_sorted(file, self.end, &self.held, &self.arena)
+            .map_err(|e| in_tmp("cannot write the temporary file", e))?;
         self.runs.push((self.end, length));
         self.end += length;
         self.held.clear();
@@ -180,6 +156,46 @@ impl<K: Key> Spill<K> {
         m.advance_held();
         Ok(m)
     }
+}
+
+/// An error of the temporary file, saying where it is and what helps.
+fn in_tmp(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "{what} in {} (set TMPDIR to a directory with room, or raise --spill-budget to \
+             hold more in memory): {e}",
+            std::env::temp_dir().display()
+        ),
+    )
+}
+
+/// Write `held` (sorted, bytes in `arena`) at `at` in `file` as one run; its length.
+fn write_sorted<K: Key>(
+    mut file: &File,
+    at: u64,
+    held: &[(K, usize, usize)],
+    arena: &[u8],
+) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(at))?;
+    let mut w = BufWriter::with_capacity(WRITE_BUF, file);
+    let mut key = Vec::new();
+    let mut length = 0u64;
+    for (k, start, end) in held {
+        key.clear();
+        k.put(&mut key);
+        let body = arena.get(*start..*end).unwrap_or_default();
+        let too_big = || io::Error::other("a spilled record passes 4 GiB");
+        let kl = u32::try_from(key.len()).map_err(|_| too_big())?;
+        let bl = u32::try_from(body.len()).map_err(|_| too_big())?;
+        w.write_all(&kl.to_le_bytes())?;
+        w.write_all(&bl.to_le_bytes())?;
+        w.write_all(&key)?;
+        w.write_all(body)?;
+        length += 8 + u64::from(kl) + u64::from(bl);
+    }
+    w.flush()?;
+    Ok(length)
 }
 
 /// One run being read back.
