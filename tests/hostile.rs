@@ -446,3 +446,39 @@ fn reports_are_written_whole_or_not_at_all_and_never_over_an_input() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn an_audit_of_a_million_flows_spills_them_and_stays_bounded() {
+    let cap = hostile("syn-flood", Some(1_000_000));
+    let out = dpaudit(&[
+        "audit",
+        "--format",
+        "sarif",
+        "--stats",
+        "-j",
+        "2",
+        cap.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // Every flow judged (none past a cap), the records gone through the temporary file.
+    assert!(err.contains("1000000 flows judged"), "{err}");
+    let spilled = err
+        .split("spilled ")
+        .nth(1)
+        .and_then(|s| s.split(" MiB").next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("spill figures in {err}"));
+    assert!(spilled > 30.0, "{spilled} MiB of flow records spilled");
+    // Holding the million records and their findings took gigabytes; the flow
+    // table's caps now set the peak, as for `flows` above.
+    let peak = peak_mib(&err);
+    assert!(peak < 700, "peak RSS {peak} MiB");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = doc["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(
+        results.len(),
+        1_000_000,
+        "one unknown-visibility result per flow"
+    );
+}
