@@ -15,8 +15,10 @@ fn dpaudit(args: &[&str]) -> Output {
         .expect("run dpaudit")
 }
 
+/// Generated captures, kept between runs under the target directory (the generator is
+/// deterministic, so a capture once written is the one a later run would write).
 fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dpaudit-hostile-{}", std::process::id()));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile");
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }
@@ -25,7 +27,10 @@ fn scratch() -> PathBuf {
 fn hostile(kind: &str, count: Option<u64>) -> PathBuf {
     let path = scratch().join(format!("{kind}-{}.pcap", count.unwrap_or(0)));
     if !path.exists() {
-        let p = path.to_str().unwrap();
+        // Written under a name of its own, then renamed: tests running at once may
+        // want the same capture.
+        let part = path.with_extension(format!("{:?}.part", std::thread::current().id()));
+        let p = part.to_str().unwrap();
         let mut args = vec!["gen", "-o", p, "--hostile", kind];
         let n = count.map(|c| c.to_string());
         if let Some(n) = &n {
@@ -37,6 +42,7 @@ fn hostile(kind: &str, count: Option<u64>) -> PathBuf {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::rename(&part, &path).expect("rename the generated capture");
     }
     path
 }
@@ -401,7 +407,8 @@ fn bad_checksums_do_not_stop_the_analysis() {
 
 #[test]
 fn reports_are_written_whole_or_not_at_all_and_never_over_an_input() {
-    let d = scratch();
+    let d = scratch().join("reports");
+    std::fs::create_dir_all(&d).unwrap();
     let report = d.join("report.json");
     std::fs::write(&report, "previous report").unwrap();
     // A refused destination (an input) leaves everything as it was.
