@@ -129,7 +129,8 @@ fn fail_on_sets_the_exit_code() {
 
 #[test]
 fn nothing_to_audit_is_not_a_pass() {
-    let dir = std::env::temp_dir().join(format!("dpaudit-audit-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-audit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // a valid pcap header and no packet
     let empty = dir.join("no-packets.pcap");
@@ -144,7 +145,8 @@ fn nothing_to_audit_is_not_a_pass() {
 
 #[test]
 fn stated_roles_win_and_threads_do_not_change_the_report() {
-    let dir = std::env::temp_dir().join(format!("dpaudit-roles-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-roles-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let roles = dir.join("roles.toml");
     std::fs::write(
@@ -181,7 +183,8 @@ fn stated_roles_win_and_threads_do_not_change_the_report() {
 
 #[test]
 fn baseline_suppresses_known_findings_even_after_recapture() {
-    let dir = std::env::temp_dir().join(format!("dpaudit-baseline-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-baseline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let base = dir.join("baseline.json");
     let first = dpaudit(&["audit", "--format", "json", FIXTURE]);
@@ -290,7 +293,8 @@ fn sarif_has_what_code_scanning_requires() {
 
 #[test]
 fn annotate_writes_a_commented_copy_and_never_over_an_input() {
-    let dir = std::env::temp_dir().join(format!("dpaudit-annotate-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-annotate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out_path = dir.join("annotated.pcapng");
     let out = dpaudit(&["audit", "--annotate", out_path.to_str().unwrap(), FIXTURE]);
@@ -416,7 +420,8 @@ fn no_temporary_directory_is_a_clear_error() {
 fn a_report_that_cannot_be_written_stops_the_run_with_an_error() {
     // Enough flows for several judging windows, so the judging thread is still
     // producing when the first write fails.
-    let dir = std::env::temp_dir().join(format!("dpaudit-full-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-full-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cap = dir.join("many.pcap");
     let cap = cap.to_str().unwrap();

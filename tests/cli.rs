@@ -19,7 +19,8 @@ fn frames_counts_the_shipped_fixture() {
 
 #[test]
 fn empty_and_garbage_inputs_exit_2_with_a_message() {
-    let dir = std::env::temp_dir().join(format!("dpaudit-cli-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let empty = dir.join("empty.pcap");
     std::fs::write(&empty, b"").unwrap();
@@ -36,7 +37,8 @@ fn empty_and_garbage_inputs_exit_2_with_a_message() {
 #[test]
 fn truncated_capture_reports_offset_and_partial_count() {
     let data = std::fs::read("fixtures/exchange-scenarios.pcapng").unwrap();
-    let dir = std::env::temp_dir().join(format!("dpaudit-trunc-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-trunc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cut = dir.join("cut.pcapng");
     std::fs::write(&cut, &data[..data.len() / 2]).unwrap();

@@ -32,7 +32,8 @@ fn bless() -> bool {
 }
 
 fn tmp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dpaudit-families-{}", std::process::id()));
+    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-families-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

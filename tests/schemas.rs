@@ -122,7 +122,8 @@ fn sarif_of_a_real_audit_is_valid_sarif_2_1_0() {
 #[test]
 fn sarif_of_an_audit_without_findings_is_valid_too() {
     let v = sarif_validator();
-    let dir = std::env::temp_dir().join(format!("dpaudit-schemas-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-schemas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let clean = dir.join("clean.pcapng");
     let gen = dpaudit(&[
@@ -144,7 +145,8 @@ fn sarif_of_an_audit_without_findings_is_valid_too() {
 #[test]
 fn audit_json_matches_its_schema() {
     let v = audit_validator();
-    let dir = std::env::temp_dir().join(format!("dpaudit-schemas-json-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpaudit-schemas-json-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // roles stated for part of the plan, so both sources appear
     let roles = dir.join("roles.toml");
