@@ -224,9 +224,12 @@ struct AuditArgs {
     max_audit_flows: usize,
     /// Bytes of flow records (and, apart, of findings) held in memory before a sorted
     /// run goes to a temporary file in TMPDIR, as `sort -S` does. Output is the same
-    /// for any value; only memory and temporary disk change.
-    #[arg(long, default_value_t = dpaudit::report::audit::DEFAULT_SPILL_BUDGET)]
-    spill_budget: usize,
+    /// for any value; only memory and temporary disk change. At least 1 MiB: each
+    /// run is read back through a buffer of its own, so a tiny budget would trade
+    /// the records' memory for as many buffers.
+    #[arg(long, default_value_t = dpaudit::report::audit::DEFAULT_SPILL_BUDGET as u64,
+          value_parser = clap::value_parser!(u64).range(dpaudit::report::audit::MIN_SPILL_BUDGET as u64..))]
+    spill_budget: u64,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -270,7 +273,7 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         &cfg,
         stated,
         args.max_audit_flows,
-        args.spill_budget,
+        usize::try_from(args.spill_budget).unwrap_or(usize::MAX),
     )?;
     for r in &g.files {
         if let Some(e) = &r.error {

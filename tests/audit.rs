@@ -365,25 +365,54 @@ fn annotate_writes_a_commented_copy_and_never_over_an_input() {
     assert_eq!(leftovers, 0);
 }
 
+/// A generated handshake-mix capture of about 24 MB (17 k flows): its flow records and
+/// findings pass the smallest spill budget several times over. Written once per test
+/// process under the target directory.
+fn many_flows() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("dpaudit-many-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cap = dir.join("many.pcap").to_str().unwrap().to_string();
+        let gen = dpaudit(&["gen", "-o", &cap, "--size", "24M", "--mix", "handshake"]);
+        assert!(gen.status.success(), "{gen:?}");
+        cap
+    })
+    .clone()
+}
+
 #[test]
 fn spilling_to_disk_changes_no_report() {
-    let family = "fixtures/families/client-access-violating.pcapng";
+    let cap = many_flows();
     for format in ["json", "jsonl", "sarif", "table"] {
         let run = |extra: &[&str]| {
-            let mut args = vec!["audit", "--format", format];
+            let mut args = vec!["audit", "--stats", "--format", format];
             args.extend_from_slice(extra);
-            args.extend_from_slice(&[FIXTURE, family]);
+            args.extend_from_slice(&[cap.as_str(), FIXTURE]);
             let out = dpaudit(&args);
-            assert!(out.status.success(), "{format} {extra:?}: {:?}", out);
-            out.stdout
+            assert!(out.status.success(), "{format} {extra:?}: {:?}", out.status);
+            (
+                out.stdout,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
         };
-        let memory = run(&["-j", "2"]);
-        // A budget of a few records: dozens of sorted runs in the temporary file.
-        let disk = run(&["-j", "1", "--spill-budget", "2000"]);
+        let (memory, _) = run(&["-j", "2", "--spill-budget", "100000000"]);
+        // The smallest budget: several sorted runs of each kind in the temporary file.
+        let (disk, stats) = run(&["-j", "1", "--spill-budget", "1048576"]);
+        assert!(!stats.contains(" in 0 runs"), "{stats}");
         assert!(memory == disk, "{format}: the report changed when spilled");
     }
     // Findings come out most severe first, then by capture and stream.
-    let doc = audit_json(&["--spill-budget", "2000"]);
+    let out = dpaudit(&[
+        "audit",
+        "--format",
+        "json",
+        "--spill-budget",
+        "1048576",
+        &cap,
+    ]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let rank = |s: &str| {
         ["critical", "high", "medium", "low", "info"]
             .iter()
@@ -396,15 +425,20 @@ fn spilling_to_disk_changes_no_report() {
         .map(|f| (rank(f["severity"].as_str().unwrap()), f["stream"].as_u64()))
         .collect();
     assert!(
-        keys.len() > 10 && keys.windows(2).all(|w| w[0] <= w[1]),
-        "{keys:?}"
+        keys.len() > 10_000 && keys.windows(2).all(|w| w[0] <= w[1]),
+        "{} findings out of order",
+        keys.len()
     );
+    // A budget below the floor is refused: the merge would hold a buffer per record.
+    let out = dpaudit(&["audit", "--spill-budget", "2000", FIXTURE]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--spill-budget"));
 }
 
 #[test]
 fn no_temporary_directory_is_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_dpaudit"))
-        .args(["audit", "--spill-budget", "100", FIXTURE])
+        .args(["audit", "--spill-budget", "1048576", &many_flows()])
         .env("TMPDIR", "/nonexistent/dpaudit-test")
         .output()
         .expect("run dpaudit");
@@ -420,13 +454,8 @@ fn no_temporary_directory_is_a_clear_error() {
 fn a_report_that_cannot_be_written_stops_the_run_with_an_error() {
     // Enough flows for several judging windows, so the judging thread is still
     // producing when the first write fails.
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("dpaudit-full-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cap = dir.join("many.pcap");
-    let cap = cap.to_str().unwrap();
-    let gen = dpaudit(&["gen", "-o", cap, "--size", "24M", "--mix", "handshake"]);
-    assert!(gen.status.success(), "{gen:?}");
+    let cap = many_flows();
+    let cap = cap.as_str();
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
@@ -450,7 +479,6 @@ fn a_report_that_cannot_be_written_stops_the_run_with_an_error() {
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("No space left on device"), "{err}");
 }

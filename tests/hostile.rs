@@ -15,10 +15,28 @@ fn dpaudit(args: &[&str]) -> Output {
         .expect("run dpaudit")
 }
 
-/// Generated captures, kept between runs under the target directory (the generator is
-/// deterministic, so a capture once written is the one a later run would write).
+/// Generated captures, kept between runs under the target directory in a folder named
+/// after the binary's build (the generator is deterministic, so a capture written by
+/// this build is the one it would write again; a new build starts a new folder and
+/// removes the others).
 fn scratch() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile");
+    let bin = std::fs::metadata(env!("CARGO_BIN_EXE_dpaudit")).expect("the binary");
+    let built = bin
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let name = format!("hostile-{built}-{}", bin.len());
+    let d = root.join(&name);
+    if !d.exists() {
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let other = e.file_name().to_string_lossy().into_owned();
+            if other.starts_with("hostile-") && other != name {
+                std::fs::remove_dir_all(e.path()).ok();
+            }
+        }
+    }
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }
@@ -29,7 +47,11 @@ fn hostile(kind: &str, count: Option<u64>) -> PathBuf {
     if !path.exists() {
         // Written under a name of its own, then renamed: tests running at once may
         // want the same capture.
-        let part = path.with_extension(format!("{:?}.part", std::thread::current().id()));
+        let part = path.with_extension(format!(
+            "{}-{:?}.part",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let p = part.to_str().unwrap();
         let mut args = vec!["gen", "-o", p, "--hostile", kind];
         let n = count.map(|c| c.to_string());

@@ -1,8 +1,9 @@
 //! Flow records and findings as `audit` spills them (see [`super::spill`]): their sort
 //! keys and a compact encoding that reads back to equal values.
 //!
-//! The encoders take every struct apart field by field with nothing left over, so a
-//! field added to [`Flow`] or [`Finding`] does not compile until it is spilled too.
+//! The encoders take every struct apart field by field with nothing left over, and
+//! give every enum its code by an exhaustive match, so a field or variant added to
+//! [`Flow`] or [`Finding`] does not compile until it is spilled too.
 
 use super::spill::{enc, Dec, Key};
 use crate::findings::{Finding, Severity, RULES};
@@ -84,7 +85,13 @@ impl FindingKey {
 }
 
 fn severity_code(s: Severity) -> u8 {
-    Severity::ALL.iter().position(|x| *x == s).unwrap_or(0) as u8
+    match s {
+        Severity::Critical => 0,
+        Severity::High => 1,
+        Severity::Medium => 2,
+        Severity::Low => 3,
+        Severity::Info => 4,
+    }
 }
 
 fn severity_of(code: u8) -> Option<Severity> {
@@ -233,9 +240,63 @@ const ENCRYPTIONS: [Encryption; 7] = [
     Encryption::Unknown,
 ];
 
-/// Position of `v` in `all` as one byte.
-fn code_of<T: PartialEq>(all: &[T], v: &T) -> u8 {
-    all.iter().position(|x| x == v).unwrap_or(0) as u8
+// The codes below are written by exhaustive matches (a new variant does not compile
+// until it has one) and read back through the tables above; a test checks that each
+// code is its variant's place in its table.
+
+fn client_from_code(c: ClientFrom) -> u8 {
+    match c {
+        ClientFrom::Syn => 0,
+        ClientFrom::SynAck => 1,
+        ClientFrom::Ports => 2,
+        ClientFrom::FirstPacket => 3,
+    }
+}
+
+fn end_code(e: EndReason) -> u8 {
+    match e {
+        EndReason::Closed => 0,
+        EndReason::Timeout => 1,
+        EndReason::Evicted => 2,
+        EndReason::PortReuse => 3,
+        EndReason::CaptureEnd => 4,
+    }
+}
+
+fn encryption_code(e: Encryption) -> u8 {
+    match e {
+        Encryption::None => 0,
+        Encryption::Tls => 1,
+        Encryption::RpcPrivacy => 2,
+        Encryption::Smb3 => 3,
+        Encryption::SaslSeal => 4,
+        Encryption::Ipsec => 5,
+        Encryption::Unknown => 6,
+    }
+}
+
+/// The code of a mechanism without data; `SASL` for `Sasl`, written apart.
+fn mechanism_code(m: &Mechanism) -> u8 {
+    match m {
+        Mechanism::Basic => 0,
+        Mechanism::Digest => 1,
+        Mechanism::Forms => 2,
+        Mechanism::Ntlmv1 => 3,
+        Mechanism::Ntlmv2 => 4,
+        Mechanism::Ntlm => 5,
+        Mechanism::Kerberos => 6,
+        Mechanism::Plain => 7,
+        Mechanism::Login => 8,
+        Mechanism::CramMd5 => 9,
+        Mechanism::UserPass => 10,
+        Mechanism::Apop => 11,
+        Mechanism::Simple => 12,
+        Mechanism::Bearer => 13,
+        Mechanism::Anonymous => 14,
+        Mechanism::Certificate => 15,
+        Mechanism::ByIp => 16,
+        Mechanism::Sasl(_) => SASL,
+    }
 }
 
 fn from_code<T: Copy>(all: &[T], d: &mut Dec<'_>) -> Option<T> {
@@ -314,7 +375,7 @@ fn put_auth(out: &mut Vec<u8>, a: &AuthEvent) {
             out.push(SASL);
             enc::str(out, m);
         }
-        m => out.push(code_of(&MECHANISMS, m)),
+        m => out.push(mechanism_code(m)),
     }
     enc::opt_str(out, user.as_deref());
     enc::bool(out, *cleartext);
@@ -416,7 +477,7 @@ fn put_posture(out: &mut Vec<u8>, p: &Posture) {
     } = p;
     enc::opt_str(out, *protocol);
     enc::opt_str(out, *detected_by);
-    out.push(code_of(&ENCRYPTIONS, encryption));
+    out.push(encryption_code(*encryption));
     enc::opt_u64(out, *encryption_frame);
     enc::bool(out, tls.is_some());
     if let Some(t) = tls {
@@ -523,7 +584,7 @@ pub fn put_flow(out: &mut Vec<u8>, f: &Flow) {
     put_transport(out, *transport);
     put_addr(out, client);
     put_addr(out, server);
-    out.push(code_of(&CLIENT_FROM, client_from));
+    out.push(client_from_code(*client_from));
     enc::u64(out, *conversation_frame);
     enc::opt_u64(out, *stream);
     enc::bool(out, *resumed);
@@ -549,7 +610,7 @@ pub fn put_flow(out: &mut Vec<u8>, f: &Flow) {
             .enumerate()
             .fold(0u8, |b, (i, &on)| b | (u8::from(on) << i)),
     );
-    out.push(code_of(&END_REASONS, end));
+    out.push(end_code(*end));
     enc::u64(out, *truncated_frames);
     enc::u64(out, *icmp_errors);
     let counted = *reassembly != ReassemblyTotals::default();
@@ -791,6 +852,26 @@ mod tests {
             tunneled: false,
             reassembly,
             posture: p,
+        }
+    }
+
+    #[test]
+    fn every_code_is_its_variants_place_in_its_table() {
+        for (i, x) in CLIENT_FROM.iter().enumerate() {
+            assert_eq!(usize::from(client_from_code(*x)), i);
+        }
+        for (i, x) in END_REASONS.iter().enumerate() {
+            assert_eq!(usize::from(end_code(*x)), i);
+        }
+        for (i, x) in ENCRYPTIONS.iter().enumerate() {
+            assert_eq!(usize::from(encryption_code(*x)), i);
+        }
+        for (i, x) in MECHANISMS.iter().enumerate() {
+            assert_eq!(usize::from(mechanism_code(x)), i);
+        }
+        assert_eq!(mechanism_code(&Mechanism::Sasl("x".into())), SASL);
+        for (i, x) in Severity::ALL.iter().enumerate() {
+            assert_eq!(usize::from(severity_code(*x)), i);
         }
     }
 

@@ -385,7 +385,10 @@ impl<'a> Dec<'a> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let x = self.byte()?;
-            v |= u64::from(x & 0x7f).checked_shl(shift)?;
+            if shift == 63 && x > 1 {
+                return None; // more than 64 bits
+            }
+            v |= u64::from(x & 0x7f) << shift;
             if x & 0x80 == 0 {
                 return Some(v);
             }
