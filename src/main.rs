@@ -316,6 +316,18 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     out.finish()?;
     if args.engine.stats {
         print_stats(started, a.coverage.frames, a.coverage.bytes);
+        let mut stages: Vec<String> = a
+            .timings
+            .iter()
+            .map(|(what, d)| format!("{what} {:.2} s", d.as_secs_f64()))
+            .collect();
+        let staged: std::time::Duration = a.timings.iter().map(|(_, d)| *d).sum();
+        let rest = started.elapsed().saturating_sub(staged);
+        stages.push(format!(
+            "the rest (report, set-up) {:.2} s",
+            rest.as_secs_f64()
+        ));
+        eprintln!("dpaudit: stats: {}", stages.join(", "));
         let [(fb, fr), (gb, gr)] = a.spilled();
         eprintln!(
             "dpaudit: stats: {} flows judged, {} findings; spilled {:.1} MiB of flow records in {fr} runs, {:.1} MiB of findings in {gr} runs",

@@ -401,6 +401,9 @@ fn spilling_to_disk_changes_no_report() {
         // The smallest budget: several sorted runs of each kind in the temporary file.
         let (disk, stats) = run(&["-j", "1", "--spill-budget", "1048576"]);
         assert!(!stats.contains(" in 0 runs"), "{stats}");
+        for stage in ["capture pass ", "role inference ", "judging "] {
+            assert!(stats.contains(stage), "{stage} in {stats}");
+        }
         assert!(memory == disk, "{format}: the report changed when spilled");
     }
     // Findings come out most severe first, then by capture and stream.

@@ -81,6 +81,8 @@ pub struct Audit {
     rows: BTreeMap<String, Row>,
     /// (bytes, sorted runs) the flow records took in the temporary file.
     flows_spilled: (u64, usize),
+    /// Wall time of each stage (capture pass, role inference, judging), for `--stats`.
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Flow records an audit judges by default. They cost no memory past the spill budget
@@ -102,6 +104,8 @@ const WINDOW: usize = 2048;
 /// Pass one's result: every flow record spilled, and the roles they add up to.
 pub struct Gathered {
     pub files: Vec<FileResult>,
+    /// Wall time of each stage so far, for `--stats`.
+    timings: Vec<(&'static str, std::time::Duration)>,
     flows: Spill<FlowKey>,
     roles: RoleMap,
     over: u64,
@@ -154,6 +158,7 @@ pub fn gather(
     max_flows: usize,
     budget: usize,
 ) -> io::Result<Gathered> {
+    let started = std::time::Instant::now();
     let mut files = Vec::new();
     let mut spill = Spill::new(budget);
     let mut over = 0u64;
@@ -172,6 +177,8 @@ pub fn gather(
         over += sink.over;
         files.push(r);
     }
+    let mut timings = vec![("capture pass", started.elapsed())];
+    let started = std::time::Instant::now();
     let threads = cfg.threads.max(1);
     let pool = pool(threads);
     let mut inference = RoleInference::default();
@@ -191,8 +198,10 @@ pub fn gather(
         Some(s) => RoleMap::new(s, inferred),
         None => RoleMap::inferred_only(inferred),
     };
+    timings.push(("role inference", started.elapsed()));
     Ok(Gathered {
         files,
+        timings,
         flows: spill,
         roles,
         over,
@@ -361,6 +370,7 @@ impl Gathered {
         known: Option<&BTreeSet<String>>,
         mut flows_json: Option<(&mut dyn Write, &Options)>,
     ) -> io::Result<Audit> {
+        let started = std::time::Instant::now();
         let mut coverage = Coverage::default();
         for r in &self.files {
             coverage.add_file(r);
@@ -439,6 +449,11 @@ impl Gathered {
             hosts: t.hosts,
             rows: t.rows,
             flows_spilled: (self.flows.spilled_bytes(), self.flows.runs()),
+            timings: {
+                let mut t = self.timings;
+                t.push(("judging", started.elapsed()));
+                t
+            },
         })
     }
 }
