@@ -119,14 +119,17 @@ pub fn collect_file(
 
 /// Order for people: TCP streams, then UDP streams, then the rest, each by index / first frame.
 pub fn sort_flows(flows: &mut [Flow]) {
-    flows.sort_by_key(|f| {
-        let rank = match f.transport {
-            Transport::Tcp => 0,
-            Transport::Udp => 1,
-            _ => 2,
-        };
-        (rank, f.stream, f.first_frame, f.id)
-    });
+    flows.sort_by_key(order_key);
+}
+
+/// The key [`sort_flows`] orders by: (transport rank, stream, first frame, id).
+pub fn order_key(f: &Flow) -> (u8, Option<u64>, u64, u64) {
+    let rank = match f.transport {
+        Transport::Tcp => 0,
+        Transport::Udp => 1,
+        _ => 2,
+    };
+    (rank, f.stream, f.first_frame, f.id)
 }
 
 /// Payload bytes per batch before it is sent to its shard.

@@ -300,6 +300,14 @@ struct Tally {
     rows: BTreeMap<String, Row>,
 }
 
+/// Update the table row of a data path, made on first use (its key copied only then).
+fn with_row(rows: &mut BTreeMap<String, Row>, id: &str, update: impl FnOnce(&mut Row)) {
+    match rows.get_mut(id) {
+        Some(r) => update(r),
+        None => update(rows.entry(id.to_string()).or_default()),
+    }
+}
+
 impl Tally {
     /// Count one judged flow and spill its findings (those a baseline knows counted only).
     fn add(
@@ -326,19 +334,18 @@ impl Tally {
         if !class.server_roles.is_empty() {
             self.hosts.insert(flow.server.ip());
         }
-        let key = class
-            .best()
-            .map_or_else(|| "(no path)".to_string(), |p| p.id.clone());
-        let r = self.rows.entry(key).or_default();
-        r.flows += 1;
-        match flow.posture.encryption.as_str() {
-            "none" => r.clear += 1,
-            "unknown" => r.unknown += 1,
-            _ => r.encrypted += 1,
-        }
-        for ev in &flow.posture.auth {
-            r.mechanisms.insert(ev.mechanism.name());
-        }
+        let id = class.best().map_or("(no path)", |p| p.id.as_str());
+        with_row(&mut self.rows, id, |r| {
+            r.flows += 1;
+            match flow.posture.encryption.as_str() {
+                "none" => r.clear += 1,
+                "unknown" => r.unknown += 1,
+                _ => r.encrypted += 1,
+            }
+            for ev in &flow.posture.auth {
+                r.mechanisms.insert(ev.mechanism.name());
+            }
+        });
         let file = u32::try_from(file).unwrap_or(u32::MAX);
         for f in found {
             if known.is_some_and(|k| k.contains(&f.fingerprint)) {
@@ -347,12 +354,10 @@ impl Tally {
             }
             self.finding_count += 1;
             self.worst = self.worst.max(Some(f.severity));
-            let row = f.data_path.as_deref().unwrap_or("(no path)");
-            let r = match self.rows.get_mut(row) {
-                Some(r) => r,
-                None => self.rows.entry(row.to_string()).or_default(),
-            };
-            r.worst = r.worst.max(Some(f.severity));
+            let id = f.data_path.as_deref().unwrap_or("(no path)");
+            with_row(&mut self.rows, id, |r| {
+                r.worst = r.worst.max(Some(f.severity))
+            });
             self.findings
                 .push(FindingKey::of(file, &f), |b| put_finding(b, &f))?;
         }

@@ -28,16 +28,13 @@ pub struct FlowKey {
 
 impl FlowKey {
     pub fn of(file: u32, f: &Flow) -> FlowKey {
+        let (rank, stream, first_frame, id) = crate::flow::pipeline::order_key(f);
         FlowKey {
             file,
-            rank: match f.transport {
-                Transport::Tcp => 0,
-                Transport::Udp => 1,
-                _ => 2,
-            },
-            stream: f.stream,
-            first_frame: f.first_frame,
-            id: f.id,
+            rank,
+            stream,
+            first_frame,
+            id,
         }
     }
 }

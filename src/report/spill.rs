@@ -252,7 +252,8 @@ impl Run {
         let (kl, bl) = head.split_at(4);
         let kl = u32::from_le_bytes(kl.try_into().map_err(|_| damaged())?) as usize;
         let bl = u32::from_le_bytes(bl.try_into().map_err(|_| damaged())?) as usize;
-        if !self.fill(file, 8 + kl + bl)? {
+        let whole = kl.checked_add(bl).and_then(|n| n.checked_add(8));
+        if !self.fill(file, whole.ok_or_else(damaged)?)? {
             return Err(damaged());
         }
         let key_at = self.at + 8;
