@@ -423,6 +423,9 @@ pub fn analyze_file(
     }
 }
 
+/// Reads the capture, on this thread with one shard, else on a framing thread of its
+/// own that hands frames over in batches: the read system call, the record framing and
+/// the copy then run beside the decoding and the flow table (the busiest thread).
 fn read_all(
     source: &Source,
     cfg: &EngineConfig,
@@ -431,27 +434,148 @@ fn read_all(
     dispatch: &mut Dispatch,
 ) -> (Option<CaptureError>, TableStats) {
     let mut table = Table::new(cfg.flow, dispatch.shards());
-    let mut unreported = 0u64;
-    let res = read_capture_capped(source, cfg.max_record, summary, |frame: &Frame| {
-        if let Some(pb) = &cfg.progress {
-            // Record header plus captured bytes: close to the file's size when uncompressed.
-            unreported += frame.data.len() as u64 + 16;
-            if unreported >= 1 << 20 {
-                pb.inc(unreported);
-                unreported = 0;
-            }
-        }
+    let on_thread = matches!(dispatch, Dispatch::Inline(..));
+    let mut each = |frame: &Frame| {
         on_frame(frame, decoder, &mut table, dispatch);
         if frame.number % 1024 == 0 {
             dispatch.quiet_flows(&mut table);
         }
-    });
-    if let Some(pb) = &cfg.progress {
-        pb.inc(unreported);
-    }
+    };
+    let res = if !on_thread {
+        framed(source, cfg, summary, &mut each)
+    } else {
+        let mut progress = Progress::new(cfg);
+        let res = read_capture_capped(source, cfg.max_record, summary, |frame| {
+            progress.frame(frame);
+            each(frame);
+        });
+        progress.finish();
+        res
+    };
     table.finish_with(|events| forward(events, dispatch));
     dispatch.flush();
     (res.err(), table.stats)
+}
+
+/// Advances the progress bar by whole MiB of records read.
+struct Progress<'a> {
+    bar: Option<&'a indicatif::ProgressBar>,
+    unreported: u64,
+}
+
+impl<'a> Progress<'a> {
+    fn new(cfg: &'a EngineConfig) -> Self {
+        Progress {
+            bar: cfg.progress.as_ref(),
+            unreported: 0,
+        }
+    }
+
+    fn frame(&mut self, frame: &Frame) {
+        if let Some(pb) = self.bar {
+            // Record header plus captured bytes: close to the file's size when uncompressed.
+            self.unreported += frame.data.len() as u64 + 16;
+            if self.unreported >= 1 << 20 {
+                pb.inc(self.unreported);
+                self.unreported = 0;
+            }
+        }
+    }
+
+    fn finish(self) {
+        if let Some(pb) = self.bar {
+            pb.inc(self.unreported);
+        }
+    }
+}
+
+/// Captured bytes per batch of frames handed from the framing thread.
+const FRAME_BATCH_BYTES: usize = 512 * 1024;
+/// Frames per batch.
+const FRAME_BATCH_FRAMES: usize = 4096;
+/// Batches of frames in flight: bounds memory whatever the file size.
+const FRAME_BATCHES_IN_FLIGHT: usize = 4;
+
+/// A frame of a [`FrameBatch`], its bytes at `start..start + len` of the batch's data.
+struct FrameMeta {
+    number: u64,
+    ts_ns: i64,
+    linktype: u32,
+    orig_len: u32,
+    start: usize,
+    len: usize,
+}
+
+#[derive(Default)]
+struct FrameBatch {
+    frames: Vec<FrameMeta>,
+    data: Vec<u8>,
+}
+
+/// Frames the capture on a thread of its own and calls `each` here for every frame, in
+/// order. Returns what reading returned (the summary is filled by the framing thread).
+fn framed(
+    source: &Source,
+    cfg: &EngineConfig,
+    summary: &mut FileSummary,
+    each: &mut dyn FnMut(&Frame),
+) -> Result<(), CaptureError> {
+    std::thread::scope(|scope| {
+        // Made in here so that a panic below drops the receiver before the scope waits
+        // for the framing thread, which then stops sending instead of blocking.
+        let (full_tx, full_rx) = bounded::<FrameBatch>(FRAME_BATCHES_IN_FLIGHT);
+        let (empty_tx, empty_rx) = unbounded::<FrameBatch>();
+        let framer = scope.spawn(move || {
+            let mut progress = Progress::new(cfg);
+            let mut batch = FrameBatch::default();
+            // Set when this side stopped listening (it panicked): read on, drop frames.
+            let mut gone = false;
+            let res = read_capture_capped(source, cfg.max_record, summary, |frame| {
+                progress.frame(frame);
+                if gone {
+                    return;
+                }
+                batch.frames.push(FrameMeta {
+                    number: frame.number,
+                    ts_ns: frame.ts_ns,
+                    linktype: frame.linktype,
+                    orig_len: frame.orig_len,
+                    start: batch.data.len(),
+                    len: frame.data.len(),
+                });
+                batch.data.extend_from_slice(frame.data);
+                if batch.frames.len() >= FRAME_BATCH_FRAMES || batch.data.len() >= FRAME_BATCH_BYTES
+                {
+                    let fresh = empty_rx.try_recv().unwrap_or_default();
+                    gone = full_tx.send(std::mem::replace(&mut batch, fresh)).is_err();
+                }
+            });
+            progress.finish();
+            if !batch.frames.is_empty() && !gone {
+                let _ = full_tx.send(batch);
+            }
+            res
+        });
+        for mut batch in &full_rx {
+            for m in &batch.frames {
+                let frame = Frame {
+                    number: m.number,
+                    ts_ns: m.ts_ns,
+                    linktype: m.linktype,
+                    data: batch.data.get(m.start..m.start + m.len).unwrap_or_default(),
+                    orig_len: m.orig_len,
+                };
+                each(&frame);
+            }
+            batch.frames.clear();
+            batch.data.clear();
+            let _ = empty_tx.send(batch);
+        }
+        match framer.join() {
+            Ok(res) => res,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    })
 }
 
 fn forward_events(table: &mut Table, dispatch: &mut Dispatch) {
