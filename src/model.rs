@@ -428,6 +428,11 @@ impl Posture {
             return;
         }
         if !self.auth.contains(&ev) {
+            // Most flows that authenticate do it once: room for one event, not the four
+            // a first push reserves (every live flow holds its events).
+            if self.auth.capacity() == 0 {
+                self.auth.reserve_exact(1);
+            }
             self.auth.push(ev);
         }
     }

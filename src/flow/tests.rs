@@ -556,6 +556,32 @@ fn thread_count_does_not_change_the_flows() {
     }
 }
 
+/// A capture cut mid-record: with the framing thread (2+ threads) as without it, every
+/// frame before the cut is analysed, and the same error names the same offset.
+#[test]
+fn a_damaged_capture_gives_the_same_partial_result_with_any_thread_count() {
+    let bytes = pcap_bytes(&busy_capture());
+    let cut = &bytes[..bytes.len() * 2 / 3 + 5];
+    let f = temp_file("threads-cut", cut);
+    let cfg = EngineConfig::default();
+    let (r1, flows1) = collect_file(&Source::Path(f.0.clone()), &cfg, 1);
+    let err1 = format!("{:?}", r1.error);
+    assert!(err1.contains("Damaged"), "{err1}");
+    assert!(r1.summary.frames > 10);
+    assert_eq!(total_frames(&flows1), r1.summary.frames);
+    for threads in [2, 3] {
+        let (r, flows) = collect_file(&Source::Path(f.0.clone()), &cfg, threads);
+        assert_eq!(format!("{:?}", r.error), err1, "threads {threads}");
+        assert_eq!(r.summary.frames, r1.summary.frames, "threads {threads}");
+        assert_eq!(r.summary.bytes, r1.summary.bytes, "threads {threads}");
+        assert_eq!(
+            format!("{flows:?}"),
+            format!("{flows1:?}"),
+            "threads {threads}"
+        );
+    }
+}
+
 #[test]
 fn live_flow_cap_evicts_but_loses_no_frame_or_stream() {
     // Five connections open at once, each step taken by all five in turn.

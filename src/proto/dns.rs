@@ -277,7 +277,9 @@ pub fn probe_tcp(_dir: Direction, prefix: &[u8], _cp: u16, _sp: u16) -> Probe {
 /// Per-flow DNS state.
 pub struct DnsAnalyzer {
     tcp: bool,
-    bufs: [Vec<u8>; 2],
+    /// Partial TCP messages per direction; boxed and made on first use, since UDP
+    /// flows (most DNS flows, each held for the UDP timeout) never need them.
+    bufs: Option<Box<[Vec<u8>; 2]>>,
     qnames: usize,
     stopped: bool,
 }
@@ -286,7 +288,7 @@ impl DnsAnalyzer {
     pub fn new_tcp() -> Self {
         DnsAnalyzer {
             tcp: true,
-            bufs: [Vec::new(), Vec::new()],
+            bufs: None,
             qnames: 0,
             stopped: false,
         }
@@ -302,7 +304,8 @@ impl DnsAnalyzer {
     /// Reassemble 2-byte-length-prefixed messages of one TCP direction.
     fn stream(&mut self, dir: Direction, data: &[u8], cx: &mut Ctx) {
         let d = dir.index();
-        let mut buf = std::mem::take(&mut self.bufs[d]);
+        let bufs = self.bufs.get_or_insert_with(Box::default);
+        let mut buf = bufs.get_mut(d).map(std::mem::take).unwrap_or_default();
         buf.extend_from_slice(data);
         let mut off = 0usize;
         while let Some(len) = be16(&buf, off) {
@@ -315,7 +318,7 @@ impl DnsAnalyzer {
             off = end;
         }
         buf.drain(..off.min(buf.len()));
-        if let Some(b) = self.bufs.get_mut(d) {
+        if let Some(b) = self.bufs.as_mut().and_then(|b| b.get_mut(d)) {
             *b = buf;
         }
     }

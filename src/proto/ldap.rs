@@ -316,7 +316,8 @@ pub struct LdapAnalyzer {
     layer: [Layer; 2],
     pending_sasl: Option<PendingSasl>,
     starttls_msgid: Option<u32>,
-    tls: Option<TlsAnalyzer>,
+    /// Boxed: only after StartTLS, and CLDAP flows (held for the UDP timeout) never need it.
+    tls: Option<Box<TlsAnalyzer>>,
     stopped: bool,
 }
 
@@ -550,7 +551,7 @@ impl LdapAnalyzer {
                     let code = ResultCode(resp.result.result_code.0);
                     if code == ResultCode::SUCCESS && self.transport == Transport::Tcp {
                         cx.posture.fact("ldap.starttls", "accepted");
-                        self.tls = Some(TlsAnalyzer::new("ldap-starttls"));
+                        self.tls = Some(Box::new(TlsAnalyzer::new("ldap-starttls")));
                     } else {
                         cx.posture.fact("ldap.starttls", "refused");
                         cx.posture.fact("ldap.starttls-result", code.name());
