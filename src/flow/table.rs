@@ -277,11 +277,17 @@ impl Class {
 
 /// Identity of a conversation, kept after its flow record ends.
 #[derive(Clone, Copy, Debug)]
+///
+/// Packed without `Option`s (their tags cost 16 bytes here): every live flow and up to
+/// `max_remembered` ended ones hold one.
 struct Identity {
     conversation_frame: u64,
-    stream: Option<u64>,
-    /// First sequence number seen per direction (client, server), Wireshark's base_seq.
-    base_seq: [Option<u32>; 2],
+    /// [`NO_STREAM`] for transports without a stream index.
+    stream: u64,
+    /// First sequence number seen per direction (client, server), Wireshark's base_seq,
+    /// valid where `base_set` says so.
+    base_seq: [u32; 2],
+    base_set: [bool; 2],
     /// The client is the key's lower endpoint.
     client_lo: bool,
     client_from: ClientFrom,
@@ -289,7 +295,19 @@ struct Identity {
     ended: bool,
 }
 
+/// [`Identity::stream`] of a flow that has no stream index (not TCP or UDP).
+const NO_STREAM: u64 = u64::MAX;
+
 impl Identity {
+    fn stream(&self) -> Option<u64> {
+        (self.stream != NO_STREAM).then_some(self.stream)
+    }
+
+    fn base_seq(&self, dir: Direction) -> Option<u32> {
+        let d = dir.index();
+        self.base_set[d].then_some(self.base_seq[d])
+    }
+
     fn client(&self, key: &Key) -> SocketAddr {
         if self.client_lo {
             key.lo()
@@ -327,9 +345,10 @@ struct Live {
     last_ts: i64,
     shard: u32,
     class: Class,
+    /// Each direction sent a FIN (its sequence number in `fin_seq`).
     fin: [bool; 2],
-    /// Sequence number of each direction's FIN.
-    fin_seq: [Option<u32>; 2],
+    /// Sequence number of each direction's FIN, where `fin` is set.
+    fin_seq: [u32; 2],
     /// The direction whose FIN came second; the other side's ACK of it ends the connection.
     last_fin: Option<Direction>,
     /// The shard still reads this flow's payload bytes.
@@ -495,7 +514,7 @@ impl Table {
         if let Some(slot) = self.live.find(hash, |l| l.key == key) {
             let live = self.live_at(slot);
             let dir = live.id.direction(src_lo);
-            let reused = pure_syn && live.id.base_seq[dir.index()].is_some_and(|b| b != p.seq);
+            let reused = pure_syn && live.id.base_seq(dir).is_some_and(|b| b != p.seq);
             if !reused {
                 return self.touch(slot, p, dir);
             }
@@ -508,7 +527,7 @@ impl Table {
         let (id, resumed) = match self.take_remembered(hash, &key) {
             Some(r) => {
                 let dir = r.direction(src_lo);
-                if pure_syn && r.base_seq[dir.index()].is_some_and(|b| b != p.seq) {
+                if pure_syn && r.base_seq(dir).is_some_and(|b| b != p.seq) {
                     self.stats.port_reuse += 1;
                     (self.new_identity(&key, p, frame), false)
                 } else {
@@ -580,14 +599,15 @@ impl Table {
             Transport::Udp => Some(&mut self.next_stream[1]),
             _ => None,
         }
-        .map(|n| {
+        .map_or(NO_STREAM, |n| {
             *n += 1;
             *n - 1
         });
         Identity {
             conversation_frame: frame,
             stream,
-            base_seq: [None; 2],
+            base_seq: [0; 2],
+            base_set: [false; 2],
             client_lo: key.is_lo(&client),
             client_from,
             ended: false,
@@ -624,7 +644,7 @@ impl Table {
             shard,
             class,
             fin: [false; 2],
-            fin_seq: [None; 2],
+            fin_seq: [0; 2],
             last_fin: None,
             payload: true,
         };
@@ -642,7 +662,7 @@ impl Table {
                 server: id.server(&key),
                 client_from: id.client_from,
                 conversation_frame: id.conversation_frame,
-                stream: id.stream,
+                stream: id.stream(),
                 resumed,
             }),
         ));
@@ -659,27 +679,29 @@ impl Table {
         let mut new_class = None;
         let mut finished = false;
         if p.transport == Transport::Tcp && !p.icmp_error {
-            let base = &mut live.id.base_seq[dir.index()];
-            if base.is_none() {
+            let d = dir.index();
+            if !live.id.base_set[d] {
                 // Wireshark's base_seq: the SYN's ISN, else the byte before the first seen.
-                *base = Some(if p.flags & SYN != 0 {
+                live.id.base_set[d] = true;
+                live.id.base_seq[d] = if p.flags & SYN != 0 {
                     p.seq
                 } else {
                     p.seq.wrapping_sub(1)
-                });
+                };
             }
-            if p.flags & FIN != 0 && live.fin_seq[dir.index()].is_none() {
-                live.fin[dir.index()] = true;
+            if p.flags & FIN != 0 && !live.fin[d] {
+                live.fin[d] = true;
                 let syn = u32::from(p.flags & SYN != 0);
-                live.fin_seq[dir.index()] = Some(p.seq.wrapping_add(syn).wrapping_add(p.len));
+                live.fin_seq[d] = p.seq.wrapping_add(syn).wrapping_add(p.len);
                 if live.fin[dir.flip().index()] {
                     live.last_fin = Some(dir);
                 }
             }
             // The ACK of the second FIN from the other side: the connection is over.
             if let Some(last) = live.last_fin {
-                let acked = live.fin_seq[last.index()]
-                    .is_some_and(|f| (p.ack.wrapping_sub(f.wrapping_add(1)) as i32) >= 0);
+                let f = live.fin_seq[last.index()];
+                let acked =
+                    live.fin[last.index()] && (p.ack.wrapping_sub(f.wrapping_add(1)) as i32) >= 0;
                 if dir != last && p.flags & ACK != 0 && acked {
                     finished = true;
                 }
