@@ -11,6 +11,7 @@ use crate::error::CaptureError;
 use pcap_parser::pcapng::Block;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 /// Initial read buffer. Large sequential reads amortise the per-read cost.
@@ -253,6 +254,20 @@ pub fn read_capture_capped(
     summary: &mut FileSummary,
     mut on_frame: impl FnMut(&Frame),
 ) -> Result<(), CaptureError> {
+    read_capture_until(source, max_record, summary, |f| {
+        on_frame(f);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`read_capture_capped`] that stops, with `Ok`, when `on_frame` says `Break` (its
+/// reader went away); `summary` then covers the frames up to that one.
+pub fn read_capture_until(
+    source: &Source,
+    max_record: u32,
+    summary: &mut FileSummary,
+    mut on_frame: impl FnMut(&Frame) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
     let path = source.display();
     summary.path = path.display().to_string();
     let (reader, compression) = open(source)?;
@@ -453,7 +468,10 @@ pub fn read_capture_capped(
                         summary.ts_backwards += 1;
                     }
                     last_ts = f.ts_ns;
-                    on_frame(&f);
+                    if on_frame(&f).is_break() {
+                        summary.bytes = offset + consumed as u64;
+                        return Ok(());
+                    }
                 }
                 offset += consumed as u64;
                 summary.bytes = offset;

@@ -121,7 +121,7 @@ mod tests {
     }
 
     /// A UDP datagram over IPv6 and one over IPv4 with checksums computed here the long way
-    /// (16-bit words), which the 32-bit word sum must agree with.
+    /// (16-bit words), which `ones_sum` must agree with.
     #[test]
     fn segment_checksum_matches_a_word_by_word_sum() {
         for (src, dst) in [

@@ -8,7 +8,7 @@
 use super::shard::{Kind, Msg, PacketMsg, Shard, ShardConfig, MAX_UNSENT, NO_BYTES};
 use super::table::{Event, FlowLimits, PacketView, Table, TableStats};
 use super::{Flow, ReassemblyLimits, Transport};
-use crate::capture::{read_capture_capped, FileSummary, Frame, Source};
+use crate::capture::{read_capture_capped, read_capture_until, FileSummary, Frame, Source};
 use crate::decode::{DecodeStats, Decoder, DefragLimits, Outcome, L4};
 use crate::error::CaptureError;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
 /// Everything that tunes the engine.
 #[derive(Clone, Debug)]
@@ -298,8 +299,10 @@ impl Orderer {
     }
 }
 
-/// Analyse one capture with `threads` threads (the reader plus `threads - 1` shards),
-/// handing every flow to `sink` as it ends.
+/// Analyse one capture with `threads` threads, handing every flow to `sink` as it ends.
+/// One thread does everything; with more, `threads - 1` shards run the analyzers while
+/// a framing thread reads the capture, this thread decodes and places packets in the
+/// flow table, and a writer thread hands finished flows to the sink in close order.
 pub fn analyze_file(
     source: &Source,
     cfg: &EngineConfig,
@@ -512,9 +515,33 @@ struct FrameBatch {
     data: Vec<u8>,
 }
 
+impl FrameBatch {
+    fn push(&mut self, frame: &Frame) {
+        self.frames.push(FrameMeta {
+            number: frame.number,
+            ts_ns: frame.ts_ns,
+            linktype: frame.linktype,
+            orig_len: frame.orig_len,
+            start: self.data.len(),
+            len: frame.data.len(),
+        });
+        self.data.extend_from_slice(frame.data);
+    }
+
+    /// Empty for reuse. A batch that had to grow for a huge record (a frame can reach
+    /// [`crate::capture::MAX_BUFFER`]) gives that memory back rather than keep it.
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.data.clear();
+        if self.data.capacity() > 2 * FRAME_BATCH_BYTES {
+            self.data = Vec::new();
+        }
+    }
+}
+
 /// Frames the capture on a thread of its own and calls `each` here for every frame, in
 /// order. Returns what reading returned (the summary is filled by the framing thread).
-fn framed(
+pub(super) fn framed(
     source: &Source,
     cfg: &EngineConfig,
     summary: &mut FileSummary,
@@ -528,30 +555,21 @@ fn framed(
         let framer = scope.spawn(move || {
             let mut progress = Progress::new(cfg);
             let mut batch = FrameBatch::default();
-            // Set when this side stopped listening (it panicked): read on, drop frames.
-            let mut gone = false;
-            let res = read_capture_capped(source, cfg.max_record, summary, |frame| {
+            let res = read_capture_until(source, cfg.max_record, summary, |frame| {
                 progress.frame(frame);
-                if gone {
-                    return;
-                }
-                batch.frames.push(FrameMeta {
-                    number: frame.number,
-                    ts_ns: frame.ts_ns,
-                    linktype: frame.linktype,
-                    orig_len: frame.orig_len,
-                    start: batch.data.len(),
-                    len: frame.data.len(),
-                });
-                batch.data.extend_from_slice(frame.data);
+                batch.push(frame);
                 if batch.frames.len() >= FRAME_BATCH_FRAMES || batch.data.len() >= FRAME_BATCH_BYTES
                 {
                     let fresh = empty_rx.try_recv().unwrap_or_default();
-                    gone = full_tx.send(std::mem::replace(&mut batch, fresh)).is_err();
+                    if full_tx.send(std::mem::replace(&mut batch, fresh)).is_err() {
+                        // The decoding side is gone (it panicked): stop reading.
+                        return ControlFlow::Break(());
+                    }
                 }
+                ControlFlow::Continue(())
             });
             progress.finish();
-            if !batch.frames.is_empty() && !gone {
+            if !batch.frames.is_empty() {
                 let _ = full_tx.send(batch);
             }
             res
@@ -567,8 +585,7 @@ fn framed(
                 };
                 each(&frame);
             }
-            batch.frames.clear();
-            batch.data.clear();
+            batch.clear();
             let _ = empty_tx.send(batch);
         }
         match framer.join() {

@@ -582,6 +582,32 @@ fn a_damaged_capture_gives_the_same_partial_result_with_any_thread_count() {
     }
 }
 
+/// The decoding side panics on an early frame: the panic reaches the caller, and the
+/// framing thread stops reading instead of reading the rest of the capture (which, from
+/// a live pipe, would never end).
+#[test]
+fn a_panic_while_decoding_stops_the_framing_thread() {
+    let frame = udp(sa("10.0.0.1:5000"), sa("10.0.0.2:53"), b"x");
+    let cap = timed(T0, MS, vec![frame; 200_000]);
+    let source = Source::Bytes(pcap_bytes(&cap).into());
+    let cfg = EngineConfig::default();
+    let mut summary = crate::capture::FileSummary::default();
+    let mut seen = 0u64;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::pipeline::framed(&source, &cfg, &mut summary, &mut |_| {
+            seen += 1;
+            assert!(seen < 10, "a decoder bug");
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(seen, 10);
+    assert!(
+        summary.frames < 50_000,
+        "{} frames read after the panic",
+        summary.frames
+    );
+}
+
 #[test]
 fn live_flow_cap_evicts_but_loses_no_frame_or_stream() {
     // Five connections open at once, each step taken by all five in turn.

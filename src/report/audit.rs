@@ -471,25 +471,32 @@ impl Audit {
         mut each: impl FnMut(&[Located]) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut merge = self.findings.merge()?;
-        loop {
-            let raw = merge.take(WINDOW)?;
-            if raw.is_empty() {
-                return Ok(());
-            }
-            let window: Option<Vec<Located>> = raw
-                .iter()
-                .map(|(k, body)| {
-                    let mut d = Dec::new(body);
-                    get_finding(&mut d)
-                        .filter(|_| d.is_empty())
-                        .map(|finding| Located {
-                            file: k.file as usize,
-                            finding,
-                        })
-                })
-                .collect();
-            each(&window.ok_or_else(damaged_record)?)?;
-        }
+        // Merging and decoding the next window overlaps writing this one.
+        overlapped(
+            self.threads,
+            move |send| loop {
+                let raw = merge.take(WINDOW)?;
+                if raw.is_empty() {
+                    return Ok(());
+                }
+                let window: Option<Vec<Located>> = raw
+                    .iter()
+                    .map(|(k, body)| {
+                        let mut d = Dec::new(body);
+                        get_finding(&mut d)
+                            .filter(|_| d.is_empty())
+                            .map(|finding| Located {
+                                file: k.file as usize,
+                                finding,
+                            })
+                    })
+                    .collect();
+                if !send(window.ok_or_else(damaged_record)?) {
+                    return Ok(());
+                }
+            },
+            |window| each(&window),
+        )
     }
 
     /// The most severe finding reported, if any.
