@@ -438,11 +438,12 @@ pub struct Table {
     hasher: FlowHash,
     live: Slab<Live>,
     remembered: Slab<Remembered>,
-    /// (slot, serial) in the order identities were remembered: the oldest go first
-    /// when `max_remembered` is reached.
-    remembered_order: VecDeque<(u32, u64)>,
-    /// Closed connections' identities by expiry time (capture time): (until, serial, slot).
-    remembered_closed: VecDeque<(i64, u64, u32)>,
+    /// (slot, serial tag) in the order identities were remembered: the oldest go first
+    /// when `max_remembered` is reached. A tag is the serial's low 32 bits (see
+    /// [`Table::remembered_is`]): these queues hold hundreds of thousands of entries.
+    remembered_order: VecDeque<(u32, u32)>,
+    /// Closed connections' identities by expiry time (capture time): (until, slot, tag).
+    remembered_closed: VecDeque<(i64, u32, u32)>,
     remembered_serial: u64,
     /// Per class, oldest first.
     idle: [VecDeque<Idle>; 4],
@@ -829,15 +830,20 @@ impl Table {
             if let Some((slot, serial)) = self.remember(key, hash, id) {
                 if reason == EndReason::Closed {
                     let until = self.now.saturating_add(self.limits.remember_closed_ns);
-                    self.remembered_closed.push_back((until, serial, slot));
+                    self.remembered_closed
+                        .push_back((until, slot, serial as u32));
                 }
             }
         }
     }
 
-    /// The remembered identity in `slot` if it is still the one numbered `serial`.
-    fn remembered_is(&self, slot: u32, serial: u64) -> bool {
-        self.remembered.slots[slot as usize].serial == serial
+    /// The remembered identity in `slot` is still the one whose serial has these low 32
+    /// bits (serial 0 marks a free slot). A queue entry is popped, expired or compacted
+    /// away within a few hundred thousand serials (60 s of capture time for closed
+    /// connections), so a slot reused by a serial 2^32 later never meets a stale tag.
+    fn remembered_is(&self, slot: u32, tag: u32) -> bool {
+        let serial = self.remembered.slots[slot as usize].serial;
+        serial != 0 && serial as u32 == tag
     }
 
     fn forget(&mut self, slot: u32) {
@@ -857,7 +863,7 @@ impl Table {
 
     /// Forget closed connections whose straggler window has passed.
     fn expire_remembered(&mut self) {
-        while let Some(&(until, serial, slot)) = self.remembered_closed.front() {
+        while let Some(&(until, slot, serial)) = self.remembered_closed.front() {
             if until > self.now {
                 break;
             }
@@ -890,7 +896,7 @@ impl Table {
                 .insert(hash, Remembered { key, id, serial }, |r: &Remembered| {
                     hasher.hash_one(r.key)
                 });
-        self.remembered_order.push_back((slot, serial));
+        self.remembered_order.push_back((slot, serial as u32));
         // Keep the queues from growing with stale entries (identities that expired or
         // were resumed): compacted when one holds twice what is remembered.
         let bound = 2 * self.remembered.len() + COMPACT_SLACK;
@@ -901,7 +907,7 @@ impl Table {
         }
         if self.remembered_closed.len() > bound {
             let mut q = std::mem::take(&mut self.remembered_closed);
-            q.retain(|&(_, n, s)| self.remembered_is(s, n));
+            q.retain(|&(_, s, n)| self.remembered_is(s, n));
             self.remembered_closed = q;
         }
         Some((slot, serial))
