@@ -5,6 +5,25 @@ use clap::{Parser, Subcommand};
 /// strings, analyzer buffers) cheaper and return memory to the system sooner than glibc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+extern "C" {
+    /// mimalloc's "free what you can now" (`mimalloc.h`), in the library the mimalloc
+    /// crate links for the allocator above.
+    fn mi_collect(force: bool);
+}
+
+/// Hands the memory a finished pass freed back to the system now. mimalloc keeps freed
+/// pages for a second before returning them, which costs nothing within a pass (they
+/// are reused) but between `audit`'s passes would let the next pass allocate beside the
+/// last one's leftovers: 250-270 MiB at the peak of a 1 GiB audit instead of 200-220.
+fn release_memory() {
+    // SAFETY: `mi_collect` takes no pointer and may be called from any thread at any
+    // time; it only frees pages that hold no live allocation.
+    #[allow(unsafe_code)]
+    unsafe {
+        mi_collect(true)
+    }
+}
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -148,18 +167,11 @@ struct EngineArgs {
     stats: bool,
 }
 
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// The `--stats` line.
 fn print_stats(started: std::time::Instant, frames: u64, bytes: u64) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let rss = peak_rss().map_or_else(|| "unknown".to_string(), |b| format!("{}", b >> 20));
+    let rss = dpaudit::report::audit::peak_rss()
+        .map_or_else(|| "unknown".to_string(), |b| format!("{}", b >> 20));
     eprintln!(
         "dpaudit: stats: {frames} frames, {bytes} bytes in {secs:.3} s ({:.1} MB/s, {:.0} frames/s), peak RSS {rss} MiB",
         bytes as f64 / secs / 1e6,
@@ -249,6 +261,7 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let sources = sources_of(&args.captures);
     let mut cfg = dpaudit::flow::EngineConfig {
         threads,
+        release_memory: Some(release_memory),
         ..Default::default()
     };
     args.engine.apply(&mut cfg);
@@ -319,9 +332,17 @@ fn audit(args: AuditArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let mut stages: Vec<String> = a
             .timings
             .iter()
-            .map(|(what, d)| format!("{what} {:.2} s", d.as_secs_f64()))
+            .map(|st| match st.peak_rss {
+                Some(b) => format!(
+                    "{} {:.2} s (peak RSS {} MiB so far)",
+                    st.name,
+                    st.wall.as_secs_f64(),
+                    b >> 20
+                ),
+                None => format!("{} {:.2} s", st.name, st.wall.as_secs_f64()),
+            })
             .collect();
-        let staged: std::time::Duration = a.timings.iter().map(|(_, d)| *d).sum();
+        let staged: std::time::Duration = a.timings.iter().map(|st| st.wall).sum();
         let rest = started.elapsed().saturating_sub(staged);
         stages.push(format!(
             "the rest (report, set-up) {:.2} s",

@@ -30,6 +30,10 @@ pub struct EngineConfig {
     pub proto: crate::limits::ProtoLimits,
     /// Largest captured length accepted for one packet record.
     pub max_record: u32,
+    /// Called between the passes of a run that makes several (`audit`), so that the
+    /// allocator can hand back what one pass freed before the next one allocates; set by
+    /// the program, which knows its allocator. `None`: nothing to do.
+    pub release_memory: Option<fn()>,
     /// Advanced by the bytes read (a terminal progress bar); `None` for quiet runs.
     pub progress: Option<indicatif::ProgressBar>,
 }
@@ -43,6 +47,7 @@ impl Default for EngineConfig {
             defrag: DefragLimits::default(),
             proto: crate::limits::ProtoLimits::DEFAULT,
             max_record: crate::capture::MAX_CAPLEN,
+            release_memory: None,
             progress: None,
         }
     }
@@ -276,9 +281,17 @@ struct Orderer {
 }
 
 impl Orderer {
-    fn push(&mut self, batch: Vec<(u64, Flow)>, sink: &mut dyn FlowSink) {
-        for (seq, f) in batch {
-            self.heap.push(Reverse(Pending(seq, Box::new(f))));
+    /// Hands on, in close order, what can go now; `batch` is left empty for reuse.
+    fn push(&mut self, batch: &mut Vec<(u64, Flow)>, sink: &mut dyn FlowSink) {
+        for (seq, f) in batch.drain(..) {
+            if seq == self.next && self.heap.is_empty() {
+                // In order (always, with one shard): no detour through the heap.
+                sink.flow(f);
+                self.written += 1;
+                self.next += 1;
+            } else {
+                self.heap.push(Reverse(Pending(seq, Box::new(f))));
+            }
         }
         while self.heap.peek().is_some_and(|Reverse(p)| p.0 == self.next) {
             if let Some(Reverse(p)) = self.heap.pop() {
@@ -341,6 +354,10 @@ pub fn analyze_file(
             // sixth of its work. Bounded: a slow sink holds the workers, which hold the
             // reader, so records never pile up. The writer waits on nobody, so no cycle.
             let (done_tx, done_rx) = bounded::<Vec<(u64, Flow)>>(DONE_IN_FLIGHT);
+            // Emptied batches of finished flows go back to the shards: a batch is freed
+            // by the thread that made it, not piled up as another thread's garbage
+            // (the end of a capture closes every live flow at once).
+            let (done_back_tx, done_back_rx) = unbounded::<Vec<(u64, Flow)>>();
             let (quiet_tx, quiet_rx) = unbounded::<Vec<(u32, u64)>>();
             let mut senders = Vec::new();
             let mut handles = Vec::new();
@@ -349,6 +366,7 @@ pub fn analyze_file(
                 senders.push(tx);
                 let back = recycle_tx.clone();
                 let done = done_tx.clone();
+                let done_back = done_back_rx.clone();
                 let quiet = quiet_tx.clone();
                 handles.push(scope.spawn(move || {
                     let mut shard = Shard::new(shard_cfg);
@@ -357,7 +375,8 @@ pub fn analyze_file(
                             shard.handle(m, &batch.data);
                         }
                         if !shard.done.is_empty() {
-                            let _ = done.send(std::mem::take(&mut shard.done));
+                            let empty = done_back.try_recv().unwrap_or_default();
+                            let _ = done.send(std::mem::replace(&mut shard.done, empty));
                         }
                         if !shard.quiet.is_empty() {
                             let _ = quiet.send(std::mem::take(&mut shard.quiet));
@@ -378,11 +397,14 @@ pub fn analyze_file(
                 }));
             }
             drop(done_tx);
+            drop(done_back_rx);
             drop(quiet_tx);
             let writer = scope.spawn(move || {
                 let mut order = Orderer::default();
-                for b in &done_rx {
-                    order.push(b, &mut *sink);
+                for mut b in &done_rx {
+                    order.push(&mut b, &mut *sink);
+                    // Dropped here instead when the shards are gone.
+                    let _ = done_back_tx.send(b);
                 }
                 order.finish(&mut *sink)
             });

@@ -81,8 +81,35 @@ pub struct Audit {
     rows: BTreeMap<String, Row>,
     /// (bytes, sorted runs) the flow records took in the temporary file.
     flows_spilled: (u64, usize),
-    /// Wall time of each stage (capture pass, role inference, judging), for `--stats`.
-    pub timings: Vec<(&'static str, std::time::Duration)>,
+    /// Each stage (capture pass, role inference, judging), for `--stats`.
+    pub timings: Vec<Stage>,
+}
+
+/// One stage of an audit run: its wall time and the process's peak memory when it ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Stage {
+    pub name: &'static str,
+    pub wall: std::time::Duration,
+    /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`), if known.
+    pub peak_rss: Option<u64>,
+}
+
+impl Stage {
+    fn ended(name: &'static str, started: std::time::Instant) -> Stage {
+        Stage {
+            name,
+            wall: started.elapsed(),
+            peak_rss: peak_rss(),
+        }
+    }
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Flow records an audit judges by default. They cost no memory past the spill budget
@@ -105,12 +132,13 @@ const WINDOW: usize = 2048;
 pub struct Gathered {
     pub files: Vec<FileResult>,
     /// Wall time of each stage so far, for `--stats`.
-    timings: Vec<(&'static str, std::time::Duration)>,
+    timings: Vec<Stage>,
     flows: Spill<FlowKey>,
     roles: RoleMap,
     over: u64,
     threads: usize,
     budget: usize,
+    release_memory: Option<fn()>,
 }
 
 /// Receives one capture's flows into the spill, up to what the run may still judge.
@@ -177,7 +205,13 @@ pub fn gather(
         over += sink.over;
         files.push(r);
     }
-    let mut timings = vec![("capture pass", started.elapsed())];
+    let mut timings = vec![Stage::ended("capture pass", started)];
+    // The flow table and the shards' state are gone: a hundred MiB or more that the
+    // allocator would otherwise keep until its own delay passes, while the next pass
+    // allocates beside it.
+    if let Some(release) = cfg.release_memory {
+        release();
+    }
     let started = std::time::Instant::now();
     let threads = cfg.threads.max(1);
     let pool = pool(threads);
@@ -198,7 +232,7 @@ pub fn gather(
         Some(s) => RoleMap::new(s, inferred),
         None => RoleMap::inferred_only(inferred),
     };
-    timings.push(("role inference", started.elapsed()));
+    timings.push(Stage::ended("role inference", started));
     Ok(Gathered {
         files,
         timings,
@@ -207,6 +241,7 @@ pub fn gather(
         over,
         threads,
         budget,
+        release_memory: cfg.release_memory,
     })
 }
 
@@ -376,6 +411,10 @@ impl Gathered {
         mut flows_json: Option<(&mut dyn Write, &Options)>,
     ) -> io::Result<Audit> {
         let started = std::time::Instant::now();
+        // What role inference decoded and dropped goes back before judging allocates.
+        if let Some(release) = self.release_memory {
+            release();
+        }
         let mut coverage = Coverage::default();
         for r in &self.files {
             coverage.add_file(r);
@@ -456,7 +495,7 @@ impl Gathered {
             flows_spilled: (self.flows.spilled_bytes(), self.flows.runs()),
             timings: {
                 let mut t = self.timings;
-                t.push(("judging", started.elapsed()));
+                t.push(Stage::ended("judging", started));
                 t
             },
         })
@@ -1059,6 +1098,31 @@ mod tests {
         let (disk, spilled) = reports(2000, 1);
         assert!(spilled[0].1 > 5 && spilled[1].1 > 5, "{spilled:?}");
         assert!(memory == disk, "the reports changed when spilled");
+    }
+
+    /// The program's memory hook runs once after the capture pass and once after role
+    /// inference, each time before the next pass allocates.
+    #[test]
+    fn memory_is_released_between_the_passes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        fn count() {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+        }
+        let sources = [Source::Path(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/exchange-scenarios.pcapng"),
+        )];
+        let cfg = EngineConfig {
+            release_memory: Some(count),
+            ..Default::default()
+        };
+        let g = gather(&sources, &cfg, None, DEFAULT_MAX_AUDIT_FLOWS, 1 << 20).unwrap();
+        assert_eq!(CALLS.load(Ordering::SeqCst), 1, "after the capture pass");
+        let catalog = Catalog::builtin().unwrap();
+        let a = g.judge(&catalog, None, None).unwrap();
+        assert_eq!(CALLS.load(Ordering::SeqCst), 2, "after role inference");
+        assert!(a.flows > 0);
     }
 
     #[test]
