@@ -225,7 +225,39 @@ impl Acc {
 struct Peer {
     server: IpAddr,
     port: u16,
-    filter: String,
+    filter: FilterOf,
+}
+
+/// A flow's Wireshark display filter as evidence keeps it: a stream index for TCP and
+/// UDP (formatted when the evidence is written), the text for anything else. Up to
+/// [`MAX_PEERS`] are kept for every client host, hundreds of thousands of hosts in a
+/// long capture, so a heap string each was most of role inference's memory.
+#[derive(Clone, Debug)]
+enum FilterOf {
+    Tcp(u64),
+    Udp(u64),
+    Text(Box<str>),
+}
+
+impl FilterOf {
+    fn of(f: &Flow) -> FilterOf {
+        match (f.transport, f.stream) {
+            (Transport::Tcp, Some(s)) => FilterOf::Tcp(s),
+            (Transport::Udp, Some(s)) => FilterOf::Udp(s),
+            _ => FilterOf::Text(flow_filter(f).into()),
+        }
+    }
+}
+
+/// The same text as [`Flow::display_filter`].
+impl std::fmt::Display for FilterOf {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterOf::Tcp(s) => write!(out, "tcp.stream eq {s}"),
+            FilterOf::Udp(s) => write!(out, "udp.stream eq {s}"),
+            FilterOf::Text(t) => out.write_str(t),
+        }
+    }
 }
 
 /// Accumulates evidence flow by flow; [`RoleInference::finish`] decides.
@@ -333,7 +365,7 @@ impl RoleInference {
                 peers.push(Peer {
                     server,
                     port: sport,
-                    filter: filter(),
+                    filter: FilterOf::of(f),
                 });
             }
         }
@@ -603,7 +635,10 @@ impl RoleInference {
     }
 
     /// Decide every host's roles.
-    pub fn finish(self) -> InferredRoles {
+    pub fn finish(mut self) -> InferredRoles {
+        // Taken out so that each client's peers are freed once its evidence is written:
+        // the peers and the evidence of every client host are not held at once.
+        let clients = std::mem::take(&mut self.clients);
         let mut out: BTreeMap<(IpAddr, Role), Vec<String>> = BTreeMap::new();
         let hosts: BTreeSet<IpAddr> = self.ev.keys().map(|(ip, _)| *ip).collect();
         let lines = |ip: IpAddr, pick: &dyn Fn(Kind) -> bool| -> Vec<String> {
@@ -730,10 +765,10 @@ impl RoleInference {
 
         // Clients: hosts that never answered as a server, of servers with a role.
         let with_role: BTreeSet<IpAddr> = out.keys().map(|(ip, _)| *ip).collect();
-        let mut client_hosts: Vec<(&IpAddr, &Vec<Peer>)> = self.clients.iter().collect();
-        client_hosts.sort_by_key(|(ip, _)| **ip);
+        let mut client_hosts: Vec<(IpAddr, Vec<Peer>)> = clients.into_iter().collect();
+        client_hosts.sort_unstable_by_key(|(ip, _)| *ip);
         for (ip, peers) in client_hosts {
-            if self.servers.contains(ip) || with_role.contains(ip) {
+            if self.servers.contains(&ip) || with_role.contains(&ip) {
                 continue;
             }
             let mut ev = Vec::new();
@@ -763,7 +798,7 @@ impl RoleInference {
                 ev.push(format!("and of {more} more server(s)"));
             }
             if !ev.is_empty() {
-                out.insert((*ip, Role::Client), ev);
+                out.insert((ip, Role::Client), ev);
             }
         }
 
@@ -970,6 +1005,27 @@ mod tests {
 
     fn flow(client: &str, server: &str, transport: Transport) -> Flow {
         Flow::sample(transport, client, server)
+    }
+
+    /// Evidence keeps a flow's filter compactly and writes the flows report's text.
+    #[test]
+    fn compact_filters_read_as_the_flow_filter() {
+        let mut flows: Vec<Flow> = fixture().iter().take(40).cloned().collect();
+        flows.push(flow("10.2.0.5:1000", "10.1.0.20:443", Transport::Tcp));
+        flows.push(flow("10.2.0.5:1001", "10.1.0.30:53", Transport::Udp));
+        flows.push(flow("10.2.0.5:0", "10.1.0.30:0", Transport::Esp));
+        flows.push(flow(
+            "[2001:db8::5]:0",
+            "[2001:db8::7]:0",
+            Transport::Ip(47),
+        ));
+        let mut kinds = HashSet::new();
+        for f in &flows {
+            let c = FilterOf::of(f);
+            kinds.insert(std::mem::discriminant(&c));
+            assert_eq!(c.to_string(), f.display_filter());
+        }
+        assert_eq!(kinds.len(), 3, "TCP, UDP and text forms all checked");
     }
 
     #[test]
