@@ -354,9 +354,9 @@ pub fn analyze_file(
             // sixth of its work. Bounded: a slow sink holds the workers, which hold the
             // reader, so records never pile up. The writer waits on nobody, so no cycle.
             let (done_tx, done_rx) = bounded::<Vec<(u64, Flow)>>(DONE_IN_FLIGHT);
-            // Emptied batches of finished flows go back to the shards: a batch is freed
-            // by the thread that made it, not piled up as another thread's garbage
-            // (the end of a capture closes every live flow at once).
+            // Emptied batches of finished flows go back to the shards to be filled
+            // again, instead of each being allocated by a shard and freed by the writer
+            // (the end of a capture closes every live flow at once: a batch per 1024).
             let (done_back_tx, done_back_rx) = unbounded::<Vec<(u64, Flow)>>();
             let (quiet_tx, quiet_rx) = unbounded::<Vec<(u32, u64)>>();
             let mut senders = Vec::new();
