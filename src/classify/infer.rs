@@ -31,7 +31,7 @@
 
 use crate::catalog::roles::Roles;
 use crate::catalog::{Role, Vocabulary};
-use crate::flow::{Flow, Transport};
+use crate::flow::{Flow, StreamFilter, Transport};
 use crate::proto::uuids::INTERFACES;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -228,23 +228,21 @@ struct Peer {
     filter: FilterOf,
 }
 
-/// A flow's Wireshark display filter as evidence keeps it: a stream index for TCP and
-/// UDP (formatted when the evidence is written), the text for anything else. Up to
-/// [`MAX_PEERS`] are kept for every client host, hundreds of thousands of hosts in a
-/// long capture, so a heap string each was most of role inference's memory.
+/// A flow's Wireshark display filter as evidence keeps it: the stream index for TCP and
+/// UDP ([`StreamFilter`]), the text for anything else. Up to [`MAX_PEERS`] are kept for
+/// every client host, hundreds of thousands of hosts in a long capture, so a heap string
+/// each was most of role inference's memory.
 #[derive(Clone, Debug)]
 enum FilterOf {
-    Tcp(u64),
-    Udp(u64),
+    Stream(StreamFilter),
     Text(Box<str>),
 }
 
 impl FilterOf {
     fn of(f: &Flow) -> FilterOf {
-        match (f.transport, f.stream) {
-            (Transport::Tcp, Some(s)) => FilterOf::Tcp(s),
-            (Transport::Udp, Some(s)) => FilterOf::Udp(s),
-            _ => FilterOf::Text(flow_filter(f).into()),
+        match StreamFilter::of(f.transport, f.stream) {
+            Some(s) => FilterOf::Stream(s),
+            None => FilterOf::Text(flow_filter(f).into()),
         }
     }
 }
@@ -253,8 +251,7 @@ impl FilterOf {
 impl std::fmt::Display for FilterOf {
     fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FilterOf::Tcp(s) => write!(out, "tcp.stream eq {s}"),
-            FilterOf::Udp(s) => write!(out, "udp.stream eq {s}"),
+            FilterOf::Stream(s) => s.fmt(out),
             FilterOf::Text(t) => out.write_str(t),
         }
     }
@@ -1025,7 +1022,7 @@ mod tests {
             kinds.insert(std::mem::discriminant(&c));
             assert_eq!(c.to_string(), f.display_filter());
         }
-        assert_eq!(kinds.len(), 3, "TCP, UDP and text forms all checked");
+        assert_eq!(kinds.len(), 2, "stream and text forms both checked");
     }
 
     #[test]

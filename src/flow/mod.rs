@@ -148,29 +148,53 @@ pub struct Flow {
     pub posture: Posture,
 }
 
+/// The display filter of a TCP or UDP flow with a stream index, `tcp.stream eq N` or
+/// `udp.stream eq N`, kept as the index until it is written (evidence that holds many
+/// flows' filters stores this instead of their text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamFilter {
+    udp: bool,
+    stream: u64,
+}
+
+impl StreamFilter {
+    pub fn of(transport: Transport, stream: Option<u64>) -> Option<StreamFilter> {
+        let udp = match transport {
+            Transport::Tcp => false,
+            Transport::Udp => true,
+            _ => return None,
+        };
+        stream.map(|stream| StreamFilter { udp, stream })
+    }
+}
+
+impl std::fmt::Display for StreamFilter {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        write!(out, "{proto}.stream eq {}", self.stream)
+    }
+}
+
 impl Flow {
     /// A Wireshark display filter that selects exactly this flow.
     pub fn display_filter(&self) -> String {
-        match (self.transport, self.stream) {
-            (Transport::Tcp, Some(s)) => format!("tcp.stream eq {s}"),
-            (Transport::Udp, Some(s)) => format!("udp.stream eq {s}"),
-            (t, _) => {
-                let fam = if self.client.is_ipv4() { "ip" } else { "ipv6" };
-                let proto = match t {
-                    Transport::Esp => "esp".to_string(),
-                    // Wireshark names the next-protocol field ip.proto and ipv6.nxt.
-                    Transport::Ip(p) if fam == "ip" => format!("ip.proto == {p}"),
-                    Transport::Ip(p) => format!("ipv6.nxt == {p}"),
-                    Transport::Tcp => "tcp".to_string(),
-                    Transport::Udp => "udp".to_string(),
-                };
-                format!(
-                    "{proto} && {fam}.addr == {} && {fam}.addr == {}",
-                    self.client.ip(),
-                    self.server.ip()
-                )
-            }
+        if let Some(f) = StreamFilter::of(self.transport, self.stream) {
+            return f.to_string();
         }
+        let fam = if self.client.is_ipv4() { "ip" } else { "ipv6" };
+        let proto = match self.transport {
+            Transport::Esp => "esp".to_string(),
+            // Wireshark names the next-protocol field ip.proto and ipv6.nxt.
+            Transport::Ip(p) if fam == "ip" => format!("ip.proto == {p}"),
+            Transport::Ip(p) => format!("ipv6.nxt == {p}"),
+            Transport::Tcp => "tcp".to_string(),
+            Transport::Udp => "udp".to_string(),
+        };
+        format!(
+            "{proto} && {fam}.addr == {} && {fam}.addr == {}",
+            self.client.ip(),
+            self.server.ip()
+        )
     }
 
     /// A complete, closed flow between two `addr:port` endpoints with an empty
