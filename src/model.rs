@@ -366,12 +366,23 @@ impl Facts {
     }
 }
 
+/// Keys and values sorted, as [`Facts::iter`] gives them, written from one sorted list.
 impl Serialize for Facts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        /// The values of one key: a run of the sorted (key, value) list.
+        struct Run<'a>(&'a [(&'static str, &'a str)]);
+        impl Serialize for Run<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|(_, v)| v))
+            }
+        }
+        let sorted = self.sorted();
         let mut m = s.serialize_map(None)?;
-        for (k, v) in self.iter() {
-            m.serialize_entry(k, &v.iter().collect::<Vec<_>>())?;
+        for run in sorted.chunk_by(|a, b| a.0 == b.0) {
+            if let Some((k, _)) = run.first() {
+                m.serialize_entry(k, &Run(run))?;
+            }
         }
         m.end()
     }

@@ -2,10 +2,15 @@
 //! Messaging server, domain controller, IP gateway or client, judged only by what the
 //! flows show, each role with the evidence that decided it.
 //!
-//! What this stage guarantees: the result depends only on the flows and their order
-//! (never on hash order or the thread count); every inferred role carries at least one
-//! line of evidence; memory is bounded by [`MAX_HOSTS`] whatever the capture size (hosts
-//! past the cap are counted in [`InferredRoles::hosts_dropped`], never silently lost).
+//! What this stage guarantees: the result depends only on the flows, not on the order
+//! they are observed in (evidence names the earliest flows in report order, and every
+//! capped list keeps its smallest members), so the capture pass can feed it flows as
+//! they end; the one exception is which hosts are tracked once [`MAX_HOSTS`] (or, for
+//! the SNI rule's names, [`MAX_NAMES`]) is reached, which follows observation order.
+//! Never does it depend on hash order or the thread count. Every inferred role carries
+//! at least one line of evidence; memory is bounded by [`MAX_HOSTS`] whatever the
+//! capture size (hosts past the cap are counted in [`InferredRoles::hosts_dropped`],
+//! never silently lost).
 //!
 //! The rules:
 //! - an SMTP server advertising X-EXPS or X-ANONYMOUSTLS, or an SMTP client
@@ -31,7 +36,7 @@
 
 use crate::catalog::roles::Roles;
 use crate::catalog::{Role, Vocabulary};
-use crate::flow::{Flow, StreamFilter, Transport};
+use crate::flow::{Flow, Transport};
 use crate::proto::uuids::INTERFACES;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -175,30 +180,80 @@ impl Kind {
     }
 }
 
+/// A flow's place in report order: its capture, then TCP before UDP, then the stream
+/// index. Evidence only comes from TCP and UDP flows, whose stream index is unique in
+/// their capture, so this is the report's order exactly (a flow without an index, made
+/// by hand, sorts first, as the report sorts it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    file: u32,
+    /// The transport's rank in the top two bits, the stream index (plus one) below.
+    order: u64,
+}
+
+impl Place {
+    /// Bits of [`Place::order`] below the transport's rank.
+    const STREAM: u64 = (1 << 62) - 1;
+
+    /// The place of a TCP or UDP flow of capture `file`.
+    fn of(file: u32, f: &Flow) -> Place {
+        let (rank, stream, _, _) = crate::flow::pipeline::order_key(f);
+        let stream = stream.map_or(0, |s| s.saturating_add(1).min(Place::STREAM));
+        Place {
+            file,
+            order: (u64::from(rank.min(3)) << 62) | stream,
+        }
+    }
+
+    /// The display filter of the flow at this place between `client` and `server`: the
+    /// flows report's text (TCP and UDP flows, the only ones placed, are named by stream).
+    fn filter(self, client: IpAddr, server: IpAddr) -> String {
+        let transport = if self.order >> 62 == 0 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let stream = (self.order & Place::STREAM).checked_sub(1);
+        crate::flow::filter_for(transport, stream, client, server)
+    }
+}
+
+/// Insert `v` into a set that keeps only its `cap` smallest members: the same set
+/// whatever order the values come in.
+fn insert_smallest<T: Ord>(set: &mut BTreeSet<T>, v: T, cap: usize) {
+    set.insert(v);
+    if set.len() > cap {
+        set.pop_last();
+    }
+}
+
 /// What one host's evidence of one kind adds up to.
 #[derive(Clone, Debug, Default)]
 struct Acc {
     flows: u64,
     ports: BTreeSet<u16>,
     peers: BTreeSet<IpAddr>,
-    first: String,
+    /// The earliest flow's place and display filter.
+    first: Option<(Place, String)>,
 }
 
 impl Acc {
-    fn add(&mut self, port: Option<u16>, peer: Option<IpAddr>, filter: impl FnOnce() -> String) {
-        if self.flows == 0 {
-            self.first = filter();
+    fn add(
+        &mut self,
+        at: Place,
+        port: Option<u16>,
+        peer: Option<IpAddr>,
+        filter: impl FnOnce() -> String,
+    ) {
+        if self.first.as_ref().is_none_or(|(p, _)| at < *p) {
+            self.first = Some((at, filter()));
         }
         self.flows += 1;
         if let Some(p) = port {
-            if self.ports.len() < MAX_PORTS {
-                self.ports.insert(p);
-            }
+            insert_smallest(&mut self.ports, p, MAX_PORTS);
         }
         if let Some(p) = peer {
-            if self.peers.len() < MAX_PEERS {
-                self.peers.insert(p);
-            }
+            insert_smallest(&mut self.peers, p, MAX_PEERS);
         }
     }
 
@@ -214,61 +269,41 @@ impl Acc {
         } else {
             format!("{} flows", self.flows)
         });
-        parts.push(format!("first {}", self.first));
+        if let Some((_, first)) = &self.first {
+            parts.push(format!("first {first}"));
+        }
         s.push_str(&format!(" ({})", parts.join("; ")));
         s
     }
 }
 
-/// A server a client-only candidate used.
+/// A server a client-only candidate used, as its earliest flow to that server shows.
+/// Up to [`MAX_PEERS`] are kept for every client host, hundreds of thousands of hosts in
+/// a long capture, so a peer is 24 bytes: the server is its number in
+/// [`RoleInference::server_ips`], and the flow's filter is made again from its [`Place`].
 #[derive(Clone, Debug)]
 struct Peer {
-    server: IpAddr,
+    at: Place,
+    server: u32,
     port: u16,
-    filter: FilterOf,
-}
-
-/// A flow's Wireshark display filter as evidence keeps it: the stream index for TCP and
-/// UDP ([`StreamFilter`]), the text for anything else. Up to [`MAX_PEERS`] are kept for
-/// every client host, hundreds of thousands of hosts in a long capture, so a heap string
-/// each was most of role inference's memory.
-#[derive(Clone, Debug)]
-enum FilterOf {
-    Stream(StreamFilter),
-    Text(Box<str>),
-}
-
-impl FilterOf {
-    fn of(f: &Flow) -> FilterOf {
-        match StreamFilter::of(f.transport, f.stream) {
-            Some(s) => FilterOf::Stream(s),
-            None => FilterOf::Text(flow_filter(f).into()),
-        }
-    }
-}
-
-/// The same text as [`Flow::display_filter`].
-impl std::fmt::Display for FilterOf {
-    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FilterOf::Stream(s) => s.fmt(out),
-            FilterOf::Text(t) => out.write_str(t),
-        }
-    }
 }
 
 /// Accumulates evidence flow by flow; [`RoleInference::finish`] decides.
 #[derive(Debug, Default)]
 pub struct RoleInference {
     ev: BTreeMap<(IpAddr, Kind), Acc>,
-    /// Hosts seen answering as the server of a flow.
-    servers: HashSet<IpAddr>,
-    /// Hosts seen as clients, with the first servers they used.
+    /// Hosts seen answering as the server of a flow, each with its number.
+    servers: HashMap<IpAddr, u32>,
+    /// The hosts of `servers` by number.
+    server_ips: Vec<IpAddr>,
+    /// Hosts seen as clients, with the first servers they used (the [`MAX_PEERS`]
+    /// servers whose earliest flow comes first).
     clients: HashMap<IpAddr, Vec<Peer>>,
     /// Host names (HTTP Host, TLS SNI) each server answered for.
     names: BTreeMap<IpAddr, BTreeSet<String>>,
-    /// (server, SNI, filter) of TLS flows on 443.
-    sni: Vec<(IpAddr, String, String)>,
+    /// (server, SNI) of TLS flows on 443, with the earliest such flow (the
+    /// [`MAX_NAMES`] smallest pairs).
+    sni: BTreeMap<(IpAddr, String), (Place, String)>,
     /// SIP flows per host: [as server, as client].
     sip_sides: BTreeMap<IpAddr, [u64; 2]>,
     /// Every host tracked (at most [`MAX_HOSTS`]).
@@ -333,11 +368,18 @@ fn answered_interfaces(f: &Flow) -> BTreeSet<&str> {
 }
 
 impl RoleInference {
-    /// Take one flow's evidence.
+    /// Take one flow's evidence, the flow being of the first capture.
     pub fn observe(&mut self, f: &Flow) {
+        self.observe_in(0, f);
+    }
+
+    /// Take one flow's evidence, the flow being of capture `file` (captures are
+    /// reported in that order). Flows may come in any order.
+    pub fn observe_in(&mut self, file: u32, f: &Flow) {
         if !f.transport.has_ports() {
             return;
         }
+        let at = Place::of(file, f);
         let client = f.client.ip().to_canonical();
         let server = f.server.ip().to_canonical();
         let sport = f.server.port();
@@ -350,20 +392,40 @@ impl RoleInference {
         if answered && !self.track(server) {
             return;
         }
-        if answered {
-            self.servers.insert(server);
-        }
+        let server_id = match self.servers.get(&server) {
+            Some(id) => *id,
+            None if answered => {
+                let id = u32::try_from(self.server_ips.len()).unwrap_or(u32::MAX);
+                self.servers.insert(server, id);
+                self.server_ips.push(server);
+                id
+            }
+            None => u32::MAX,
+        };
         if !self.track(client) {
             return;
         }
         if answered {
             let peers = self.clients.entry(client).or_default();
-            if peers.len() < MAX_PEERS && !peers.iter().any(|x| x.server == server) {
-                peers.push(Peer {
-                    server,
-                    port: sport,
-                    filter: FilterOf::of(f),
-                });
+            let peer = || Peer {
+                at,
+                server: server_id,
+                port: sport,
+            };
+            // The MAX_PEERS servers whose earliest flow is earliest: a server pushed out
+            // had MAX_PEERS others before it, and those only move earlier.
+            if let Some(known) = peers.iter_mut().find(|x| x.server == server_id) {
+                if at < known.at {
+                    *known = peer();
+                }
+            } else if peers.len() < MAX_PEERS {
+                // Most clients use one or two servers: no room reserved for more.
+                peers.reserve_exact(1);
+                peers.push(peer());
+            } else if let Some(last) = peers.iter_mut().max_by_key(|x| x.at) {
+                if at < last.at {
+                    *last = peer();
+                }
             }
         }
 
@@ -372,6 +434,7 @@ impl RoleInference {
             if p.facts.contains_key("smtp.exps-offered") {
                 self.add(
                     server,
+                    at,
                     Kind::SmtpExpsOffered,
                     Some(sport),
                     Some(client),
@@ -381,6 +444,7 @@ impl RoleInference {
             if p.has_fact("smtp.x-anonymoustls", "offered") {
                 self.add(
                     server,
+                    at,
                     Kind::SmtpAnonTlsOffered,
                     Some(sport),
                     Some(client),
@@ -391,6 +455,7 @@ impl RoleInference {
             if exps_auth || p.has_fact("smtp.x-anonymoustls", "requested") {
                 self.add(
                     client,
+                    at,
                     Kind::SmtpExpsClient,
                     Some(sport),
                     Some(server),
@@ -400,6 +465,7 @@ impl RoleInference {
             if p.tls.as_ref().is_some_and(|t| t.client_cert) {
                 self.add(
                     client,
+                    at,
                     Kind::SmtpClientCert,
                     Some(sport),
                     Some(server),
@@ -409,6 +475,7 @@ impl RoleInference {
             if answered && !is_private(client) {
                 self.add(
                     server,
+                    at,
                     Kind::SmtpFromOutside,
                     Some(sport),
                     Some(client),
@@ -419,6 +486,7 @@ impl RoleInference {
         if tcp && (sport == 50389 || sport == 50636) && answered {
             self.add(
                 server,
+                at,
                 Kind::EdgeSyncServer,
                 Some(sport),
                 Some(client),
@@ -426,6 +494,7 @@ impl RoleInference {
             );
             self.add(
                 client,
+                at,
                 Kind::EdgeSyncClient,
                 Some(sport),
                 Some(server),
@@ -440,6 +509,7 @@ impl RoleInference {
                     if let Some(name) = cas_endpoint(ep) {
                         self.add(
                             server,
+                            at,
                             Kind::HttpEndpoint(name),
                             Some(sport),
                             Some(client),
@@ -467,6 +537,7 @@ impl RoleInference {
             if exchange {
                 self.add(
                     server,
+                    at,
                     Kind::PopImapExchange,
                     Some(sport),
                     Some(client),
@@ -477,8 +548,8 @@ impl RoleInference {
         if let Some(sni) = p.tls.as_ref().and_then(|t| t.sni.as_ref()) {
             if answered {
                 self.name(server, sni);
-                if sport == 443 && self.sni.len() < MAX_NAMES {
-                    self.sni.push((server, sni.to_ascii_lowercase(), filter()));
+                if sport == 443 {
+                    self.sni_flow(server, sni.to_ascii_lowercase(), at, filter);
                 }
             }
         }
@@ -487,24 +558,31 @@ impl RoleInference {
         if proto == "dcerpc" && answered {
             let ifaces = answered_interfaces(f);
             if ifaces.contains("emsmdb") || ifaces.contains("asyncemsmdb") {
-                self.add(server, Kind::RpcMapi, Some(sport), Some(client), filter);
+                self.add(server, at, Kind::RpcMapi, Some(sport), Some(client), filter);
             }
             if ifaces.contains("nspi") {
-                self.add(server, Kind::RpcNspi, Some(sport), Some(client), filter);
+                self.add(server, at, Kind::RpcNspi, Some(sport), Some(client), filter);
             }
             if ifaces.contains("drsuapi") || ifaces.contains("dsaop") {
-                self.add(server, Kind::Drsuapi, Some(sport), Some(client), filter);
+                self.add(server, at, Kind::Drsuapi, Some(sport), Some(client), filter);
             }
             if ifaces.contains("netlogon") {
-                self.add(server, Kind::Netlogon, Some(sport), Some(client), filter);
+                self.add(
+                    server,
+                    at,
+                    Kind::Netlogon,
+                    Some(sport),
+                    Some(client),
+                    filter,
+                );
             }
         }
         if let Some(maps) = p.facts.get("epm.map") {
             for m in maps.iter() {
-                let Some((uuid, at)) = m.split_once('@') else {
+                let Some((uuid, mapped)) = m.split_once('@') else {
                     continue;
                 };
-                let Ok(at) = at.parse::<std::net::SocketAddr>() else {
+                let Ok(mapped) = mapped.parse::<std::net::SocketAddr>() else {
                     continue;
                 };
                 let name = INTERFACES
@@ -516,16 +594,24 @@ impl RoleInference {
                     Some("drsuapi") => Kind::EpmDrsuapi,
                     _ => continue,
                 };
-                let host = at.ip().to_canonical();
+                let host = mapped.ip().to_canonical();
                 if self.track(host) {
-                    self.add(host, kind, Some(at.port()), None, filter);
+                    self.add(host, at, kind, Some(mapped.port()), None, filter);
                 }
             }
         }
         if proto == "cluster" {
-            self.add(server, Kind::ClusterPeer, Some(sport), Some(client), filter);
+            self.add(
+                server,
+                at,
+                Kind::ClusterPeer,
+                Some(sport),
+                Some(client),
+                filter,
+            );
             self.add(
                 client,
+                at,
                 Kind::ClusterPeer,
                 Some(f.client.port()),
                 Some(server),
@@ -533,19 +619,19 @@ impl RoleInference {
             );
         }
         if proto == "kerberos" && sport == 88 && answered {
-            self.add(server, Kind::Kdc, Some(sport), Some(client), filter);
+            self.add(server, at, Kind::Kdc, Some(sport), Some(client), filter);
         }
         if proto == "ldap" && answered {
             if !tcp && p.has_fact("ldap.cldap", "netlogon") {
-                self.add(server, Kind::Cldap, Some(sport), Some(client), filter);
+                self.add(server, at, Kind::Cldap, Some(sport), Some(client), filter);
             } else if tcp && (sport == 3268 || sport == 3269) {
-                self.add(server, Kind::LdapGc, Some(sport), Some(client), filter);
+                self.add(server, at, Kind::LdapGc, Some(sport), Some(client), filter);
             } else if tcp && (sport == 389 || sport == 636) {
-                self.add(server, Kind::LdapDc, Some(sport), Some(client), filter);
+                self.add(server, at, Kind::LdapDc, Some(sport), Some(client), filter);
             }
         }
         if proto == "tls" && (sport == 3269) && answered {
-            self.add(server, Kind::LdapGc, Some(sport), Some(client), filter);
+            self.add(server, at, Kind::LdapGc, Some(sport), Some(client), filter);
         }
 
         // Unified Messaging and IP gateways.
@@ -557,8 +643,8 @@ impl RoleInference {
             } else {
                 (Kind::SipTlsServer, Kind::SipTlsClient)
             };
-            self.add(server, sk, Some(sport), Some(client), filter);
-            self.add(client, ck, Some(sport), Some(server), filter);
+            self.add(server, at, sk, Some(sport), Some(client), filter);
+            self.add(client, at, ck, Some(sport), Some(server), filter);
             for (host, side) in [(server, 0), (client, 1)] {
                 if self.known.contains(&host) {
                     if let Some(n) = self.sip_sides.entry(host).or_default().get_mut(side) {
@@ -585,6 +671,7 @@ impl RoleInference {
     fn add(
         &mut self,
         ip: IpAddr,
+        at: Place,
         kind: Kind,
         port: Option<u16>,
         peer: Option<IpAddr>,
@@ -596,7 +683,35 @@ impl RoleInference {
         self.ev
             .entry((ip, kind))
             .or_default()
-            .add(port, peer, filter);
+            .add(at, port, peer, filter);
+    }
+
+    /// A TLS flow to `server` on 443 named `sni`: the pair keeps its earliest flow, and
+    /// only the [`MAX_NAMES`] smallest pairs are kept.
+    fn sni_flow(
+        &mut self,
+        server: IpAddr,
+        sni: String,
+        at: Place,
+        filter: impl FnOnce() -> String,
+    ) {
+        let key = (server, sni);
+        if let Some((first, text)) = self.sni.get_mut(&key) {
+            if at < *first {
+                *first = at;
+                *text = filter();
+            }
+            return;
+        }
+        if self.sni.len() >= MAX_NAMES {
+            match self.sni.last_key_value() {
+                Some((last, _)) if key < *last => {
+                    self.sni.pop_last();
+                }
+                _ => return,
+            }
+        }
+        self.sni.insert(key, (at, filter()));
     }
 
     fn name(&mut self, ip: IpAddr, name: &str) {
@@ -614,10 +729,11 @@ impl RoleInference {
             }
             _ => name,
         };
-        let set = self.names.entry(ip).or_default();
-        if set.len() < MAX_PEERS {
-            set.insert(name.to_ascii_lowercase());
-        }
+        insert_smallest(
+            self.names.entry(ip).or_default(),
+            name.to_ascii_lowercase(),
+            MAX_PEERS,
+        );
     }
 
     fn has(&self, ip: IpAddr, kind: Kind) -> bool {
@@ -714,7 +830,10 @@ impl RoleInference {
             }
         }
         let mut sni_lines: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
-        for (server, sni, filter) in &self.sni {
+        // In report order of their earliest flow, as they would have been met.
+        let mut sni: Vec<_> = self.sni.iter().collect();
+        sni.sort_by_key(|(_, (at, _))| *at);
+        for ((server, sni), (_, filter)) in sni {
             if cas_hosts.contains(server) {
                 continue;
             }
@@ -764,16 +883,21 @@ impl RoleInference {
         let with_role: BTreeSet<IpAddr> = out.keys().map(|(ip, _)| *ip).collect();
         let mut client_hosts: Vec<(IpAddr, Vec<Peer>)> = clients.into_iter().collect();
         client_hosts.sort_unstable_by_key(|(ip, _)| *ip);
-        for (ip, peers) in client_hosts {
-            if self.servers.contains(&ip) || with_role.contains(&ip) {
+        for (ip, mut peers) in client_hosts {
+            if self.servers.contains_key(&ip) || with_role.contains(&ip) {
                 continue;
             }
+            peers.sort_by_key(|p| p.at);
+            let ips = &self.server_ips;
             let mut ev = Vec::new();
             let mut more = 0usize;
             for p in peers {
+                let Some(&server) = ips.get(p.server as usize) else {
+                    continue;
+                };
                 let roles: Vec<&str> = out
-                    .range((p.server, Role::Hub)..)
-                    .take_while(|((h, _), _)| *h == p.server)
+                    .range((server, Role::Hub)..)
+                    .take_while(|((h, _), _)| *h == server)
                     .map(|((_, r), _)| r.as_str())
                     .collect();
                 if roles.is_empty() {
@@ -781,11 +905,11 @@ impl RoleInference {
                 }
                 if ev.len() < MAX_CLIENT_EVIDENCE {
                     let at =
-                        crate::flow::endpoint(&std::net::SocketAddr::new(p.server, p.port), true);
+                        crate::flow::endpoint(&std::net::SocketAddr::new(server, p.port), true);
                     ev.push(format!(
                         "client of {} {at} ({}); never a server",
                         roles.join("/"),
-                        p.filter
+                        p.at.filter(ip, server)
                     ));
                 } else {
                     more += 1;
@@ -982,6 +1106,7 @@ mod tests {
     use super::*;
     use crate::capture::Source as CaptureSource;
     use crate::model::{AuthEvent, Mechanism};
+    use std::net::SocketAddr;
     use std::sync::OnceLock;
 
     fn fixture() -> &'static [Flow] {
@@ -1004,25 +1129,104 @@ mod tests {
         Flow::sample(transport, client, server)
     }
 
-    /// Evidence keeps a flow's filter compactly and writes the flows report's text.
+    /// A client's peers keep only their flow's place and write the flows report's
+    /// filter from it, for TCP and UDP, with a stream index or without (a flow made by
+    /// hand).
     #[test]
-    fn compact_filters_read_as_the_flow_filter() {
+    fn peer_filters_read_as_the_flow_filter() {
         let mut flows: Vec<Flow> = fixture().iter().take(40).cloned().collect();
         flows.push(flow("10.2.0.5:1000", "10.1.0.20:443", Transport::Tcp));
         flows.push(flow("10.2.0.5:1001", "10.1.0.30:53", Transport::Udp));
-        flows.push(flow("10.2.0.5:0", "10.1.0.30:0", Transport::Esp));
         flows.push(flow(
-            "[2001:db8::5]:0",
-            "[2001:db8::7]:0",
-            Transport::Ip(47),
+            "[2001:db8::5]:1002",
+            "[2001:db8::7]:88",
+            Transport::Udp,
         ));
-        let mut kinds = HashSet::new();
-        for f in &flows {
-            let c = FilterOf::of(f);
-            kinds.insert(std::mem::discriminant(&c));
-            assert_eq!(c.to_string(), f.display_filter());
+        let mut bare = flow("10.2.0.5:1003", "10.1.0.30:389", Transport::Tcp);
+        bare.stream = None;
+        flows.push(bare);
+        let (mut tcp, mut udp, mut bare) = (0, 0, 0);
+        for f in flows.iter().filter(|f| f.transport.has_ports()) {
+            let at = Place::of(3, f);
+            let text = at.filter(f.client.ip(), f.server.ip());
+            assert_eq!(text, f.display_filter());
+            match f.stream {
+                None => bare += 1,
+                Some(_) if f.transport == Transport::Tcp => tcp += 1,
+                Some(_) => udp += 1,
+            }
         }
-        assert_eq!(kinds.len(), 2, "stream and text forms both checked");
+        assert!(tcp > 0 && udp > 0 && bare > 0, "{tcp} {udp} {bare}");
+    }
+
+    /// Evidence names the earliest flows in report order and keeps the smallest ports,
+    /// peers and names, whatever order the flows are observed in: the capture pass hands
+    /// flows over as they end.
+    #[test]
+    fn observation_order_does_not_change_the_roles() {
+        let mut flows: Vec<Flow> = fixture().to_vec();
+        let exps = flows
+            .iter()
+            .find(|f| f.posture.facts.contains_key("smtp.exps-offered"))
+            .cloned()
+            .unwrap_or_else(|| panic!("the fixture has an SMTP server offering X-EXPS"));
+        let submission = flows
+            .iter()
+            .find(|f| f.client.ip() == ip("10.2.0.4"))
+            .cloned()
+            .unwrap_or_else(|| panic!("the fixture has a client of the Hub"));
+        // One transport server on more ports than it lists, and a client of more such
+        // servers than it keeps.
+        let extra = MAX_PEERS.max(MAX_PORTS) as u16 + 4;
+        for i in 0..extra {
+            let mut f = exps.clone();
+            f.client = SocketAddr::new(ip("10.2.9.9"), 40000 + i);
+            f.server = SocketAddr::new(ip("10.1.7.7"), 2500 + i);
+            f.stream = Some(10_000 + u64::from(i));
+            flows.push(f.clone());
+            f.client = SocketAddr::new(ip("10.2.9.8"), 40000 + i);
+            f.server = SocketAddr::new(IpAddr::from([10, 1, 8, 1 + i as u8]), 25);
+            f.stream = Some(20_000 + u64::from(i));
+            flows.push(f);
+            let mut f = submission.clone();
+            f.client = SocketAddr::new(ip("10.2.9.6"), 40000 + i);
+            f.server = SocketAddr::new(IpAddr::from([10, 1, 8, 1 + i as u8]), 587);
+            f.stream = Some(30_000 + u64::from(i));
+            flows.push(f);
+        }
+        let forward = infer_roles(&flows);
+        let n = flows.len();
+        let orders: [Vec<usize>; 2] = [
+            (0..n).rev().collect(),
+            (0..n).map(|k| (k * 7919 + 13) % n).collect(),
+        ];
+        for order in orders {
+            let distinct: HashSet<usize> = order.iter().copied().collect();
+            assert_eq!(distinct.len(), n, "a permutation");
+            let mut inf = RoleInference::default();
+            for k in order {
+                inf.observe(&flows[k]);
+            }
+            assert_eq!(inf.finish(), forward);
+        }
+        let hub = forward
+            .evidence(ip("10.1.7.7"), Role::Hub)
+            .unwrap_or_else(|| panic!("{forward:?}"));
+        assert!(
+            hub.iter().any(|l| l.contains("port 2500, 2501")
+                && l.contains("2507;")
+                && l.contains("first tcp.stream eq 10000")),
+            "{hub:?}"
+        );
+        let client = forward
+            .evidence(ip("10.2.9.6"), Role::Client)
+            .unwrap_or_else(|| panic!("{forward:?}"));
+        assert!(
+            client[0].contains("10.1.8.1:587 (tcp.stream eq 30000)")
+                && client[MAX_CLIENT_EVIDENCE]
+                    == format!("and of {} more server(s)", MAX_PEERS - MAX_CLIENT_EVIDENCE),
+            "{client:?}"
+        );
     }
 
     #[test]

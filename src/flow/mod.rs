@@ -42,15 +42,22 @@ pub enum Transport {
 
 impl Transport {
     pub fn name(self) -> String {
-        match self {
-            Transport::Tcp => "tcp".into(),
-            Transport::Udp => "udp".into(),
-            Transport::Esp => "esp".into(),
-            Transport::Ip(p) => format!("ip-{p}"),
-        }
+        self.to_string()
     }
     pub fn has_ports(self) -> bool {
         matches!(self, Transport::Tcp | Transport::Udp)
+    }
+}
+
+/// `tcp`, `udp`, `esp`, or `ip-N` for IP protocol N.
+impl std::fmt::Display for Transport {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Tcp => out.write_str("tcp"),
+            Transport::Udp => out.write_str("udp"),
+            Transport::Esp => out.write_str("esp"),
+            Transport::Ip(p) => write!(out, "ip-{p}"),
+        }
     }
 }
 
@@ -178,23 +185,21 @@ impl std::fmt::Display for StreamFilter {
 impl Flow {
     /// A Wireshark display filter that selects exactly this flow.
     pub fn display_filter(&self) -> String {
-        if let Some(f) = StreamFilter::of(self.transport, self.stream) {
-            return f.to_string();
-        }
-        let fam = if self.client.is_ipv4() { "ip" } else { "ipv6" };
-        let proto = match self.transport {
-            Transport::Esp => "esp".to_string(),
-            // Wireshark names the next-protocol field ip.proto and ipv6.nxt.
-            Transport::Ip(p) if fam == "ip" => format!("ip.proto == {p}"),
-            Transport::Ip(p) => format!("ipv6.nxt == {p}"),
-            Transport::Tcp => "tcp".to_string(),
-            Transport::Udp => "udp".to_string(),
-        };
-        format!(
-            "{proto} && {fam}.addr == {} && {fam}.addr == {}",
+        filter_for(
+            self.transport,
+            self.stream,
             self.client.ip(),
-            self.server.ip()
+            self.server.ip(),
         )
+    }
+
+    /// [`Flow::display_filter`] for a report that writes it: the stream form (nearly
+    /// every flow) is not made into a `String` first.
+    pub fn filter_text(&self) -> FilterText {
+        match StreamFilter::of(self.transport, self.stream) {
+            Some(s) => FilterText::Stream(s),
+            None => FilterText::Text(self.display_filter()),
+        }
     }
 
     /// A complete, closed flow between two `addr:port` endpoints with an empty
@@ -239,12 +244,62 @@ impl Flow {
     }
 }
 
+/// The Wireshark display filter of a flow of `transport` between `client` and
+/// `server`: its stream index when it has one, else its transport and addresses.
+pub fn filter_for(
+    transport: Transport,
+    stream: Option<u64>,
+    client: IpAddr,
+    server: IpAddr,
+) -> String {
+    if let Some(f) = StreamFilter::of(transport, stream) {
+        return f.to_string();
+    }
+    let fam = if client.is_ipv4() { "ip" } else { "ipv6" };
+    let proto = match transport {
+        Transport::Esp => "esp".to_string(),
+        // Wireshark names the next-protocol field ip.proto and ipv6.nxt.
+        Transport::Ip(p) if fam == "ip" => format!("ip.proto == {p}"),
+        Transport::Ip(p) => format!("ipv6.nxt == {p}"),
+        Transport::Tcp => "tcp".to_string(),
+        Transport::Udp => "udp".to_string(),
+    };
+    format!("{proto} && {fam}.addr == {client} && {fam}.addr == {server}")
+}
+
 /// Address and port as Wireshark users write them: `10.0.0.1:25`, `[2001:db8::1]:443`.
 pub fn endpoint(sa: &SocketAddr, with_port: bool) -> String {
-    match (sa.ip(), with_port) {
-        (ip, false) => ip.to_string(),
-        (IpAddr::V4(_), true) => sa.to_string(),
-        (IpAddr::V6(ip), true) => format!("[{ip}]:{}", sa.port()),
+    Endpoint(*sa, with_port).to_string()
+}
+
+/// [`endpoint`]'s text, written when shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint(pub SocketAddr, pub bool);
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Endpoint(sa, with_port) = self;
+        match (sa.ip(), with_port) {
+            (ip, false) => write!(out, "{ip}"),
+            (IpAddr::V4(_), true) => write!(out, "{sa}"),
+            (IpAddr::V6(ip), true) => write!(out, "[{ip}]:{}", sa.port()),
+        }
+    }
+}
+
+/// A flow's display filter as [`Flow::filter_text`] gives it.
+#[derive(Clone, Debug)]
+pub enum FilterText {
+    Stream(StreamFilter),
+    Text(String),
+}
+
+impl std::fmt::Display for FilterText {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterText::Stream(s) => s.fmt(out),
+            FilterText::Text(t) => out.write_str(t),
+        }
     }
 }
 

@@ -141,9 +141,11 @@ pub struct Gathered {
     release_memory: Option<fn()>,
 }
 
-/// Receives one capture's flows into the spill, up to what the run may still judge.
+/// Receives one capture's flows into the spill, up to what the run may still judge,
+/// and into role inference (which takes flows in any order), as they end.
 struct ToSpill<'a> {
     spill: &'a mut Spill<FlowKey>,
+    inference: &'a mut RoleInference,
     file: u32,
     room: u64,
     over: u64,
@@ -160,6 +162,7 @@ impl FlowSink for ToSpill<'_> {
             return;
         }
         self.room -= 1;
+        self.inference.observe_in(self.file, &f);
         if let Err(e) = self
             .spill
             .push(FlowKey::of(self.file, &f), |b| put_flow(b, &f))
@@ -189,11 +192,13 @@ pub fn gather(
     let started = std::time::Instant::now();
     let mut files = Vec::new();
     let mut spill = Spill::new(budget);
+    let mut inference = RoleInference::default();
     let mut over = 0u64;
     for (i, s) in sources.iter().enumerate() {
         let mut sink = ToSpill {
             room: (max_flows as u64).saturating_sub(spill.len()),
             spill: &mut spill,
+            inference: &mut inference,
             file: u32::try_from(i).unwrap_or(u32::MAX),
             over: 0,
             error: None,
@@ -214,19 +219,6 @@ pub fn gather(
     }
     let started = std::time::Instant::now();
     let threads = cfg.threads.max(1);
-    let pool = pool(threads);
-    let mut inference = RoleInference::default();
-    let spilled = &mut spill;
-    overlapped(
-        threads,
-        |send| each_window(spilled, pool.as_ref(), send),
-        |window: Vec<(usize, Flow)>| {
-            for (_, f) in &window {
-                inference.observe(f);
-            }
-            Ok(())
-        },
-    )?;
     let inferred = inference.finish();
     let roles = match stated {
         Some(s) => RoleMap::new(s, inferred),
@@ -449,6 +441,8 @@ impl Gathered {
                         sort_findings(&mut found);
                         let mut text = Vec::new();
                         if let Some(o) = options.as_ref().filter(|_| with_text) {
+                            // A flow object is 1-2 KB: grown once, not doubled from 8.
+                            text.reserve(2048);
                             let view = AuditedView {
                                 flow: FlowView::new(path(file), &flow, o),
                                 data_paths: class.ids(),
@@ -574,11 +568,12 @@ const SER_WINDOW: usize = 32;
 type Separators = (&'static [u8], &'static [u8]);
 
 /// Write `items`, each after its separator, as text from `one`, serialising a window
-/// of chunks in parallel and writing them in order.
+/// of chunks in parallel on `pool` (on this thread without one) and writing them in
+/// order.
 fn write_items<T: Sync>(
     out: &mut dyn Write,
     items: &[T],
-    threads: usize,
+    pool: Option<&rayon::ThreadPool>,
     (first, rest): Separators,
     one: impl Fn(&T, &mut Vec<u8>) -> io::Result<()> + Sync,
 ) -> io::Result<()> {
@@ -591,7 +586,7 @@ fn write_items<T: Sync>(
         Ok(buf)
     };
     let chunks: Vec<(usize, &[T])> = items.chunks(SER_CHUNK).enumerate().collect();
-    let Some(pool) = pool(threads) else {
+    let Some(pool) = pool else {
         for c in chunks {
             out.write_all(&chunk_text(c)?)?;
         }
@@ -712,10 +707,11 @@ pub fn write_json(
     )?;
     let paths: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
     let path = |i: usize| paths.get(i).map_or("", String::as_str);
-    let threads = a.threads;
+    // One pool for every window: a pool is threads started and stopped.
+    let pool = pool(a.threads);
     let mut sep: Separators = (b"\n    ", b",\n    ");
     a.each_finding(|window| {
-        write_items(out, window, threads, sep, |l, buf| {
+        write_items(out, window, pool.as_ref(), sep, |l, buf| {
             let view = FindingView {
                 file: path(l.file),
                 finding: &l.finding,
@@ -981,10 +977,10 @@ pub fn write_sarif(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
     }
     write!(out, "\n\"results\": [")?;
     let uris: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
-    let threads = a.threads;
+    let pool = pool(a.threads);
     let mut sep: Separators = (b"\n", b",\n");
     a.each_finding(|window| {
-        write_items(out, window, threads, sep, |l, buf| {
+        write_items(out, window, pool.as_ref(), sep, |l, buf| {
             let uri = uris.get(l.file).map_or("", String::as_str);
             serde_json::to_writer(buf, &sarif_result(uri, l)).map_err(super::json_io)
         })?;

@@ -10,7 +10,7 @@
 //! therefore held until the end.
 
 use super::coverage::{unknown_encryption, Coverage};
-use crate::flow::{endpoint, FileResult, Flow, FlowSink, Transport};
+use crate::flow::{endpoint, Endpoint, FileResult, FilterText, Flow, FlowSink, Transport};
 use crate::model::{Anomaly, AuthEvent, TlsInfo};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -54,17 +54,36 @@ pub fn tls_version_name(v: u16) -> String {
     }
 }
 
-fn hex(v: Option<u16>) -> Option<String> {
-    v.map(|v| format!("0x{v:04x}"))
+fn hex(v: Option<u16>) -> Option<Shown<Hex>> {
+    v.map(|v| Shown(Hex(v)))
+}
+
+/// `0x0303`.
+struct Hex(u16);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(out, "0x{:04x}", self.0)
+    }
+}
+
+/// A value a report writes as its `Display` text, as a JSON string, without a `String`
+/// in between (a report writes several for each of a million flows).
+pub struct Shown<T>(pub T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 #[derive(Serialize)]
 struct TlsView<'a> {
     started_by: &'a str,
-    offered_version: Option<String>,
-    version: Option<String>,
+    offered_version: Option<Shown<Hex>>,
+    version: Option<Shown<Hex>>,
     version_name: Option<String>,
-    cipher: Option<String>,
+    cipher: Option<Shown<Hex>>,
     sni: &'a Option<String>,
     alpn: &'a [String],
     cert_requested: bool,
@@ -156,11 +175,11 @@ struct SeenView {
 pub struct FlowView<'a> {
     file: &'a str,
     stream: Option<u64>,
-    transport: String,
-    client: String,
-    server: String,
+    transport: Shown<Transport>,
+    client: Shown<Endpoint>,
+    server: Shown<Endpoint>,
     client_from: &'static str,
-    filter: String,
+    filter: Shown<FilterText>,
     first_frame: u64,
     last_frame: u64,
     start_ns: i64,
@@ -195,11 +214,11 @@ impl<'a> FlowView<'a> {
         FlowView {
             file,
             stream: f.stream,
-            transport: f.transport.name(),
-            client: endpoint(&f.client, ports),
-            server: endpoint(&f.server, ports),
+            transport: Shown(f.transport),
+            client: Shown(Endpoint(f.client, ports)),
+            server: Shown(Endpoint(f.server, ports)),
             client_from: f.client_from.as_str(),
-            filter: display_filter(f),
+            filter: Shown(f.filter_text()),
             first_frame: f.first_frame,
             last_frame: f.last_frame,
             start_ns: f.first_ts_ns,
