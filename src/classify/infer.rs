@@ -36,11 +36,12 @@
 
 use crate::catalog::roles::Roles;
 use crate::catalog::{Role, Vocabulary};
-use crate::flow::{Flow, Transport};
+use crate::flow::hash::FlowHash;
+use crate::flow::{Endpoint, FilterText, Flow, StreamFilter, Transport};
 use crate::proto::uuids::INTERFACES;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Most hosts tracked (servers with evidence plus client-only hosts); more are counted.
 pub const MAX_HOSTS: usize = 262_144;
@@ -207,14 +208,17 @@ impl Place {
 
     /// The display filter of the flow at this place between `client` and `server`: the
     /// flows report's text (TCP and UDP flows, the only ones placed, are named by stream).
-    fn filter(self, client: IpAddr, server: IpAddr) -> String {
+    fn filter(self, client: IpAddr, server: IpAddr) -> FilterText {
         let transport = if self.order >> 62 == 0 {
             Transport::Tcp
         } else {
             Transport::Udp
         };
         let stream = (self.order & Place::STREAM).checked_sub(1);
-        crate::flow::filter_for(transport, stream, client, server)
+        match StreamFilter::of(transport, stream) {
+            Some(s) => FilterText::Stream(s),
+            None => FilterText::Text(crate::flow::filter_for(transport, stream, client, server)),
+        }
     }
 }
 
@@ -293,12 +297,12 @@ struct Peer {
 pub struct RoleInference {
     ev: BTreeMap<(IpAddr, Kind), Acc>,
     /// Hosts seen answering as the server of a flow, each with its number.
-    servers: HashMap<IpAddr, u32>,
+    servers: HashMap<IpAddr, u32, FlowHash>,
     /// The hosts of `servers` by number.
     server_ips: Vec<IpAddr>,
     /// Hosts seen as clients, with the first servers they used (the [`MAX_PEERS`]
     /// servers whose earliest flow comes first).
-    clients: HashMap<IpAddr, Vec<Peer>>,
+    clients: HashMap<IpAddr, Vec<Peer>, FlowHash>,
     /// Host names (HTTP Host, TLS SNI) each server answered for.
     names: BTreeMap<IpAddr, BTreeSet<String>>,
     /// (server, SNI) of TLS flows on 443, with the earliest such flow (the
@@ -307,7 +311,7 @@ pub struct RoleInference {
     /// SIP flows per host: [as server, as client].
     sip_sides: BTreeMap<IpAddr, [u64; 2]>,
     /// Every host tracked (at most [`MAX_HOSTS`]).
-    known: HashSet<IpAddr>,
+    known: HashSet<IpAddr, FlowHash>,
     hosts_dropped: u64,
 }
 
@@ -883,34 +887,39 @@ impl RoleInference {
         let with_role: BTreeSet<IpAddr> = out.keys().map(|(ip, _)| *ip).collect();
         let mut client_hosts: Vec<(IpAddr, Vec<Peer>)> = clients.into_iter().collect();
         client_hosts.sort_unstable_by_key(|(ip, _)| *ip);
-        for (ip, mut peers) in client_hosts {
-            if self.servers.contains_key(&ip) || with_role.contains(&ip) {
-                continue;
-            }
-            peers.sort_by_key(|p| p.at);
-            let ips = &self.server_ips;
-            let mut ev = Vec::new();
-            let mut more = 0usize;
-            for p in peers {
-                let Some(&server) = ips.get(p.server as usize) else {
-                    continue;
-                };
+        // Each server's roles (`cas`, `hub/mailbox`), once: clients are many, servers few.
+        let server_roles: Vec<String> = self
+            .server_ips
+            .iter()
+            .map(|&server| {
                 let roles: Vec<&str> = out
                     .range((server, Role::Hub)..)
                     .take_while(|((h, _), _)| *h == server)
                     .map(|((_, r), _)| r.as_str())
                     .collect();
+                roles.join("/")
+            })
+            .collect();
+        for (ip, mut peers) in client_hosts {
+            if self.servers.contains_key(&ip) || with_role.contains(&ip) {
+                continue;
+            }
+            peers.sort_by_key(|p| p.at);
+            let mut ev = Vec::new();
+            let mut more = 0usize;
+            for p in peers {
+                let i = p.server as usize;
+                let (Some(&server), Some(roles)) = (self.server_ips.get(i), server_roles.get(i))
+                else {
+                    continue;
+                };
                 if roles.is_empty() {
                     continue;
                 }
                 if ev.len() < MAX_CLIENT_EVIDENCE {
-                    let at =
-                        crate::flow::endpoint(&std::net::SocketAddr::new(server, p.port), true);
-                    ev.push(format!(
-                        "client of {} {at} ({}); never a server",
-                        roles.join("/"),
-                        p.at.filter(ip, server)
-                    ));
+                    let at = Endpoint(SocketAddr::new(server, p.port), true);
+                    let filter = p.at.filter(ip, server);
+                    ev.push(format!("client of {roles} {at} ({filter}); never a server"));
                 } else {
                     more += 1;
                 }
@@ -1148,7 +1157,7 @@ mod tests {
         let (mut tcp, mut udp, mut bare) = (0, 0, 0);
         for f in flows.iter().filter(|f| f.transport.has_ports()) {
             let at = Place::of(3, f);
-            let text = at.filter(f.client.ip(), f.server.ip());
+            let text = at.filter(f.client.ip(), f.server.ip()).to_string();
             assert_eq!(text, f.display_filter());
             match f.stream {
                 None => bare += 1,

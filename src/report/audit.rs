@@ -15,7 +15,7 @@
 //! ```
 
 use super::coverage::{unknown_encryption, Coverage};
-use super::flows::{FlowView, Options};
+use super::flows::{FlowView, Options, Shown};
 use super::records::{get_finding, get_flow, put_finding, put_flow, FindingKey, FlowKey};
 use super::spill::{Dec, Spill};
 use crate::capture::Source;
@@ -631,21 +631,64 @@ struct FindingView<'a> {
     finding: &'a Finding,
 }
 
-/// One host's roles with their source and evidence; `None` for a host without roles.
-/// Built one host at a time: a capture with thousands of clients would otherwise hold
-/// every host's evidence as JSON values at once.
-fn host_roles_json(a: &Audit, ip: std::net::IpAddr) -> Option<Value> {
-    let r = a.roles.roles_of(ip);
-    (!r.is_empty()).then(|| {
-        json!({
-            "host": ip.to_string(),
-            "roles": r.iter().map(|(role, source, evidence)| json!({
-                "role": role.as_str(),
-                "source": source.as_str(),
-                "evidence": evidence,
-            })).collect::<Vec<_>>(),
-        })
-    })
+/// One host's roles in the JSON report (keys in alphabetical order, as they have always
+/// been written).
+#[derive(Serialize)]
+struct HostRolesView {
+    host: Shown<IpAddr>,
+    roles: Vec<RoleView>,
+}
+
+#[derive(Serialize)]
+struct RoleView {
+    evidence: Vec<String>,
+    role: &'static str,
+    source: &'static str,
+}
+
+fn host_roles_view(roles: &RoleMap, ip: IpAddr) -> HostRolesView {
+    HostRolesView {
+        host: Shown(ip),
+        roles: roles
+            .roles_of(ip)
+            .into_iter()
+            .map(|(role, source, evidence)| RoleView {
+                evidence,
+                role: role.as_str(),
+                source: source.as_str(),
+            })
+            .collect(),
+    }
+}
+
+/// A writer that indents every line after the first by `pad` spaces, as it goes.
+struct Indented<'a> {
+    out: &'a mut dyn Write,
+    pad: usize,
+}
+
+impl Write for Indented<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        const SPACES: [u8; 16] = [b' '; 16];
+        let mut lines = buf.split(|&b| b == b'\n');
+        if let Some(first) = lines.next() {
+            self.out.write_all(first)?;
+        }
+        for line in lines {
+            self.out.write_all(b"\n")?;
+            let mut left = self.pad;
+            while left > 0 {
+                let n = left.min(SPACES.len());
+                self.out.write_all(&SPACES[..n])?;
+                left -= n;
+            }
+            self.out.write_all(line)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Pretty JSON of `v`, every line after the first indented by `indent` spaces.
@@ -654,26 +697,36 @@ fn pretty_indented<T: Serialize + ?Sized>(
     v: &T,
     indent: usize,
 ) -> io::Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(super::json_io)?;
-    let pad = format!("\n{:indent$}", "");
-    out.write_all(text.replace('\n', &pad).as_bytes())
+    let out = Indented { out, pad: indent };
+    serde_json::to_writer_pretty(out, v).map_err(super::json_io)
 }
 
 /// The `roles` object of the JSON report (`contradictions`, then `hosts`), written
-/// host by host, laid out as the pretty printer would lay out the whole object.
-fn write_roles_json(out: &mut dyn Write, a: &Audit) -> io::Result<()> {
+/// host by host (in parallel on `pool`), laid out as the pretty printer would lay out
+/// the whole object.
+fn write_roles_json(
+    out: &mut dyn Write,
+    a: &Audit,
+    pool: Option<&rayon::ThreadPool>,
+) -> io::Result<()> {
     write!(out, "{{\n    \"contradictions\": ")?;
     pretty_indented(out, &a.roles.contradictions(), 4)?;
     write!(out, ",\n    \"hosts\": [")?;
-    let mut any = false;
-    for &ip in &a.hosts {
-        if let Some(h) = host_roles_json(a, ip) {
-            out.write_all(if any { b",\n      " } else { b"\n      " })?;
-            pretty_indented(out, &h, 6)?;
-            any = true;
-        }
-    }
-    write!(out, "{}]\n  }}", if any { "\n    " } else { "" })
+    let roles = &a.roles;
+    let hosts: Vec<IpAddr> = a
+        .hosts
+        .iter()
+        .copied()
+        .filter(|ip| !roles.role_set(*ip).is_empty())
+        .collect();
+    write_items(out, &hosts, pool, (b"\n      ", b",\n      "), |ip, buf| {
+        pretty_indented(buf, &host_roles_view(roles, *ip), 6)
+    })?;
+    write!(
+        out,
+        "{}]\n  }}",
+        if hosts.is_empty() { "" } else { "\n    " }
+    )
 }
 
 /// The audit as one JSON document (`version`, `files`, `flows`, `findings`,
@@ -727,7 +780,7 @@ pub fn write_json(
         if a.finding_count == 0 { "" } else { "\n  " },
         a.suppressed
     )?;
-    write_roles_json(out, &a)?;
+    write_roles_json(out, &a, pool.as_ref())?;
     write!(out, ",\n  \"coverage\": ")?;
     pretty(out, &a.coverage)?;
     writeln!(out, "\n}}")?;
@@ -842,33 +895,26 @@ pub fn write_table(
     })?;
     writeln!(out)?;
     writeln!(out, "ROLES")?;
-    for h in a.hosts.iter().filter_map(|&ip| host_roles_json(a, ip)) {
-        let list: Vec<String> = h["roles"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+    for &ip in &a.hosts {
+        let h = host_roles_view(&a.roles, ip);
+        if h.roles.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = h
+            .roles
             .iter()
             .map(|r| {
-                let ev = r["evidence"]
-                    .as_array()
-                    .and_then(|e| e.first())
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let ev = r.evidence.first().map_or("", String::as_str);
                 format!(
                     "{} ({}{}{})",
-                    r["role"].as_str().unwrap_or(""),
-                    r["source"].as_str().unwrap_or(""),
+                    r.role,
+                    r.source,
                     if ev.is_empty() { "" } else { ": " },
                     ev
                 )
             })
             .collect();
-        writeln!(
-            out,
-            "{:<24} {}",
-            h["host"].as_str().unwrap_or(""),
-            list.join("; ")
-        )?;
+        writeln!(out, "{:<24} {}", ip.to_string(), list.join("; "))?;
     }
     for c in a.roles.contradictions() {
         writeln!(out, "contradiction: {c}")?;

@@ -7,6 +7,7 @@
 
 use super::spill::{enc, Dec, Key};
 use crate::findings::{Finding, Severity, RULES};
+use crate::flow::hash::FlowHash;
 use crate::flow::{ClientFrom, EndReason, Flow, ReassemblyStats, ReassemblyTotals, Transport};
 use crate::model::{Anomaly, AuthEvent, Encryption, Facts, Mechanism, Posture, Secret, TlsInfo};
 use std::cell::RefCell;
@@ -126,9 +127,9 @@ const MAX_NAMES: usize = 4096;
 /// A name read back from a spill as a `&'static str`, leaked once per distinct name.
 fn intern(s: &str) -> Option<&'static str> {
     thread_local! {
-        static LOCAL: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+        static LOCAL: RefCell<HashSet<&'static str, FlowHash>> = RefCell::new(HashSet::default());
     }
-    static SHARED: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    static SHARED: OnceLock<Mutex<HashSet<&'static str, FlowHash>>> = OnceLock::new();
     if let Some(k) = LOCAL.with(|l| l.borrow().get(s).copied()) {
         return Some(k);
     }
