@@ -335,17 +335,53 @@ fn with_row(rows: &mut BTreeMap<String, Row>, id: &str, update: impl FnOnce(&mut
     }
 }
 
+/// A flow's findings with their spill keys and records, encoded where the flow was
+/// judged (in parallel), so that only copying them is left to the one thread that
+/// spills.
+struct Encoded {
+    found: Vec<Finding>,
+    keys: Vec<FindingKey>,
+    /// The records, one after the other; `ends[i]` is where record `i` ends.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoded {
+    fn new(file: usize, found: Vec<Finding>) -> Encoded {
+        let file = u32::try_from(file).unwrap_or(u32::MAX);
+        let mut bytes = Vec::new();
+        let mut ends = Vec::with_capacity(found.len());
+        let mut keys = Vec::with_capacity(found.len());
+        for f in &found {
+            put_finding(&mut bytes, f);
+            ends.push(bytes.len());
+            keys.push(FindingKey::of(file, f));
+        }
+        Encoded {
+            found,
+            keys,
+            bytes,
+            ends,
+        }
+    }
+}
+
 impl Tally {
     /// Count one judged flow and spill its findings (those a baseline knows counted only).
     fn add(
         &mut self,
-        file: usize,
         path: &str,
         flow: &Flow,
         class: &Classification,
-        found: Vec<Finding>,
+        encoded: Encoded,
         known: Option<&BTreeSet<String>>,
     ) -> io::Result<()> {
+        let Encoded {
+            found,
+            keys,
+            bytes,
+            ends,
+        } = encoded;
         self.flows += 1;
         let unknown = found
             .iter()
@@ -373,8 +409,10 @@ impl Tally {
                 r.mechanisms.insert(ev.mechanism.name());
             }
         });
-        let file = u32::try_from(file).unwrap_or(u32::MAX);
-        for f in found {
+        let mut start = 0;
+        for ((f, key), end) in found.iter().zip(keys).zip(ends) {
+            let record = bytes.get(start..end).unwrap_or_default();
+            start = end;
             if known.is_some_and(|k| k.contains(&f.fingerprint)) {
                 self.suppressed += 1;
                 continue;
@@ -385,8 +423,7 @@ impl Tally {
             with_row(&mut self.rows, id, |r| {
                 r.worst = r.worst.max(Some(f.severity))
             });
-            self.findings
-                .push(FindingKey::of(file, &f), |b| put_finding(b, &f))?;
+            self.findings.push(key, |b| b.extend_from_slice(record))?;
         }
         Ok(())
     }
@@ -439,6 +476,7 @@ impl Gathered {
                         let class = classify(&flow, catalog, roles);
                         let mut found = evaluate(&flow, &class, catalog);
                         sort_findings(&mut found);
+                        let found = Encoded::new(file, found);
                         let mut text = Vec::new();
                         if let Some(o) = options.as_ref().filter(|_| with_text) {
                             // A flow object is 1-2 KB: grown once, not doubled from 8.
@@ -469,7 +507,7 @@ impl Gathered {
                         out.write_all(&text)?;
                         first = false;
                     }
-                    t.add(file, path(file), &flow, &class, found, known)?;
+                    t.add(path(file), &flow, &class, found, known)?;
                 }
                 Ok(())
             },
@@ -501,6 +539,16 @@ impl Audit {
     /// a window at a time.
     pub fn each_finding(
         &mut self,
+        each: impl FnMut(&[Located]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let pool = pool(self.threads);
+        self.each_finding_on(pool.as_ref(), each)
+    }
+
+    /// [`Audit::each_finding`], decoding on `pool` (which `each` may use too).
+    fn each_finding_on(
+        &mut self,
+        pool: Option<&rayon::ThreadPool>,
         mut each: impl FnMut(&[Located]) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut merge = self.findings.merge()?;
@@ -512,18 +560,19 @@ impl Audit {
                 if raw.is_empty() {
                     return Ok(());
                 }
-                let window: Option<Vec<Located>> = raw
-                    .iter()
-                    .map(|(k, body)| {
-                        let mut d = Dec::new(body);
-                        get_finding(&mut d)
-                            .filter(|_| d.is_empty())
-                            .map(|finding| Located {
-                                file: k.file as usize,
-                                finding,
-                            })
-                    })
-                    .collect();
+                let decode = |(k, body): &(FindingKey, Vec<u8>)| {
+                    let mut d = Dec::new(body);
+                    get_finding(&mut d)
+                        .filter(|_| d.is_empty())
+                        .map(|finding| Located {
+                            file: k.file as usize,
+                            finding,
+                        })
+                };
+                let window: Option<Vec<Located>> = match pool {
+                    Some(p) => p.install(|| raw.par_iter().with_min_len(256).map(decode).collect()),
+                    None => raw.iter().map(decode).collect(),
+                };
                 if !send(window.ok_or_else(damaged_record)?) {
                     return Ok(());
                 }
@@ -763,7 +812,7 @@ pub fn write_json(
     // One pool for every window: a pool is threads started and stopped.
     let pool = pool(a.threads);
     let mut sep: Separators = (b"\n    ", b",\n    ");
-    a.each_finding(|window| {
+    a.each_finding_on(pool.as_ref(), |window| {
         write_items(out, window, pool.as_ref(), sep, |l, buf| {
             let view = FindingView {
                 file: path(l.file),
@@ -1025,7 +1074,7 @@ pub fn write_sarif(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
     let uris: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
     let pool = pool(a.threads);
     let mut sep: Separators = (b"\n", b",\n");
-    a.each_finding(|window| {
+    a.each_finding_on(pool.as_ref(), |window| {
         write_items(out, window, pool.as_ref(), sep, |l, buf| {
             let uri = uris.get(l.file).map_or("", String::as_str);
             serde_json::to_writer(buf, &sarif_result(uri, l)).map_err(super::json_io)
