@@ -4,10 +4,11 @@
 //!
 //! What this stage guarantees: the result depends only on the flows, not on the order
 //! they are observed in (evidence names the earliest flows in report order, and every
-//! capped list keeps its smallest members), so the capture pass can feed it flows as
-//! they end; the one exception is which hosts are tracked once [`MAX_HOSTS`] (or, for
-//! the SNI rule's names, [`MAX_NAMES`]) is reached, which follows observation order.
-//! Never does it depend on hash order or the thread count. Every inferred role carries
+//! capped list keeps its smallest members: ports, peers, names, the hosts with names),
+//! so the capture pass can feed it flows as they end; the one exception is which hosts
+//! are tracked once [`MAX_HOSTS`] is reached, which follows observation order (the
+//! order flows end in, itself the same for any thread count). Never does it depend on
+//! hash order or the thread count. Every inferred role carries
 //! at least one line of evidence; memory is bounded by [`MAX_HOSTS`] whatever the
 //! capture size (hosts past the cap are counted in [`InferredRoles::hosts_dropped`],
 //! never silently lost).
@@ -20,7 +21,8 @@
 //! - a server on 50389/50636 (ADAM, EdgeSync) is an Edge;
 //! - a server of /owa, /ews, /Microsoft-Server-ActiveSync, /autodiscover, /rpc/rpcproxy.dll
 //!   or /OAB, or of POP3/IMAP4 with the Exchange banner, is Client Access; so is a TLS
-//!   server on 443 whose SNI names a host such a server answers for;
+//!   server on 443 whose SNI names a host such a server answers for (one line of
+//!   evidence per name, citing its earliest flow);
 //! - a server accepting EMSMDB binds, named for EMSMDB by an endpoint mapper, accepting
 //!   NSPI binds (unless it is a domain controller), or a cluster heartbeat peer on UDP 3343
 //!   is a Mailbox server;
@@ -49,8 +51,13 @@ pub const MAX_HOSTS: usize = 262_144;
 pub const MAX_PEERS: usize = 8;
 /// Most distinct server ports listed per host and evidence kind.
 pub const MAX_PORTS: usize = 8;
-/// Most host names remembered for the SNI rule.
+/// Most hosts whose names are remembered for the SNI rule, and most (server, name)
+/// pairs of TLS flows on 443 (the smallest are kept).
 pub const MAX_NAMES: usize = 4096;
+/// Most names (HTTP Host, TLS SNI) remembered per host, the smallest kept. A Client
+/// Access server answering for more (host names, addresses, aliases) may lose the one
+/// an SNI rule would match: 32 covers real deployments at 4096 x 32 names at most.
+pub const MAX_HOST_NAMES: usize = 32;
 /// Most evidence lines kept for a client (one per server it used).
 pub const MAX_CLIENT_EVIDENCE: usize = 4;
 
@@ -719,8 +726,15 @@ impl RoleInference {
     }
 
     fn name(&mut self, ip: IpAddr, name: &str) {
+        // The MAX_NAMES smallest addresses are kept, whatever order they come in: one
+        // pushed out had MAX_NAMES smaller ones beside it, which stay.
         if self.names.len() >= MAX_NAMES && !self.names.contains_key(&ip) {
-            return;
+            match self.names.last_key_value() {
+                Some((last, _)) if ip < *last => {
+                    self.names.pop_last();
+                }
+                _ => return,
+            }
         }
         // `Host: mail.contoso.com:80` names the same host as the SNI `mail.contoso.com`.
         let name = match name.rsplit_once(':') {
@@ -736,7 +750,7 @@ impl RoleInference {
         insert_smallest(
             self.names.entry(ip).or_default(),
             name.to_ascii_lowercase(),
-            MAX_PEERS,
+            MAX_HOST_NAMES,
         );
     }
 
@@ -1170,42 +1184,75 @@ mod tests {
 
     /// Evidence names the earliest flows in report order and keeps the smallest ports,
     /// peers and names, whatever order the flows are observed in: the capture pass hands
-    /// flows over as they end.
+    /// flows over as they end. Every capped list overflows here, over two captures.
     #[test]
     fn observation_order_does_not_change_the_roles() {
-        let mut flows: Vec<Flow> = fixture().to_vec();
-        let exps = flows
-            .iter()
-            .find(|f| f.posture.facts.contains_key("smtp.exps-offered"))
-            .cloned()
-            .unwrap_or_else(|| panic!("the fixture has an SMTP server offering X-EXPS"));
-        let submission = flows
-            .iter()
-            .find(|f| f.client.ip() == ip("10.2.0.4"))
-            .cloned()
-            .unwrap_or_else(|| panic!("the fixture has a client of the Hub"));
-        // One transport server on more ports than it lists, and a client of more such
-        // servers than it keeps.
-        let extra = MAX_PEERS.max(MAX_PORTS) as u16 + 4;
+        let fx = fixture();
+        let find = |what: &str, pick: &dyn Fn(&Flow) -> bool| {
+            fx.iter()
+                .find(|f| pick(f))
+                .cloned()
+                .unwrap_or_else(|| panic!("the fixture has {what}"))
+        };
+        let exps = find("an SMTP server offering X-EXPS", &|f| {
+            f.posture.facts.contains_key("smtp.exps-offered")
+        });
+        let submission = find("a client of the Hub", &|f| f.client.ip() == ip("10.2.0.4"));
+        let http = find("HTTP to Client Access", &|f| {
+            f.posture.protocol == Some("http") && f.server.ip() == ip("10.1.0.20")
+        });
+        let sni = find("TLS with SNI on 443", &|f| {
+            f.server.port() == 443 && f.posture.tls.as_ref().is_some_and(|t| t.sni.is_some())
+        });
+        // (capture, flow): the fixture in both captures, then flows that overflow caps.
+        let mut flows: Vec<(u32, Flow)> = fx.iter().map(|f| (0, f.clone())).collect();
+        flows.extend(fx.iter().take(12).map(|f| (1, f.clone())));
+        let extra = MAX_PEERS.max(MAX_PORTS).max(MAX_HOST_NAMES) as u16 + 4;
         for i in 0..extra {
+            let stream = |base: u64| Some(base + u64::from(i));
+            let nth = |net: [u8; 3]| IpAddr::from([net[0], net[1], net[2], 1 + i as u8]);
+            // A transport server on more ports than it lists (later flows, lower ports)
+            // and with more outside senders than it keeps.
             let mut f = exps.clone();
-            f.client = SocketAddr::new(ip("10.2.9.9"), 40000 + i);
-            f.server = SocketAddr::new(ip("10.1.7.7"), 2500 + i);
-            f.stream = Some(10_000 + u64::from(i));
-            flows.push(f.clone());
+            f.client = SocketAddr::new(nth([203, 0, 113]), 40000 + i);
+            f.server = SocketAddr::new(ip("10.1.7.7"), 2600 - i);
+            f.stream = stream(10_000);
+            flows.push((0, f));
+            // A client of more transport servers than it keeps.
+            let mut f = exps.clone();
             f.client = SocketAddr::new(ip("10.2.9.8"), 40000 + i);
-            f.server = SocketAddr::new(IpAddr::from([10, 1, 8, 1 + i as u8]), 25);
-            f.stream = Some(20_000 + u64::from(i));
-            flows.push(f);
+            f.server = SocketAddr::new(nth([10, 1, 8]), 25);
+            f.stream = stream(20_000);
+            flows.push((0, f));
             let mut f = submission.clone();
             f.client = SocketAddr::new(ip("10.2.9.6"), 40000 + i);
-            f.server = SocketAddr::new(IpAddr::from([10, 1, 8, 1 + i as u8]), 587);
-            f.stream = Some(30_000 + u64::from(i));
-            flows.push(f);
+            f.server = SocketAddr::new(nth([10, 1, 8]), 587);
+            f.stream = stream(30_000);
+            flows.push((1, f));
+            // Client Access answering for more names than it keeps.
+            let mut f = http.clone();
+            f.posture
+                .facts
+                .insert("http.host", &format!("x{i:02}.contoso.com"));
+            f.stream = stream(40_000);
+            flows.push((0, f));
+            // A second TLS server named for Client Access, several flows per name.
+            let mut f = sni.clone();
+            f.server = SocketAddr::new(ip("2001:db8:1::99"), 443);
+            f.stream = stream(50_000);
+            flows.push((u32::from(i % 2), f));
         }
-        let forward = infer_roles(&flows);
+        // Report order: by capture, then as the report sorts flows.
+        let mut sorted = flows.clone();
+        sorted.sort_by_key(|(file, f)| (*file, crate::flow::pipeline::order_key(f)));
+        let mut inf = RoleInference::default();
+        for (file, f) in &sorted {
+            inf.observe_in(*file, f);
+        }
+        let forward = inf.finish();
         let n = flows.len();
-        let orders: [Vec<usize>; 2] = [
+        let orders: [Vec<usize>; 3] = [
+            (0..n).collect(),
             (0..n).rev().collect(),
             (0..n).map(|k| (k * 7919 + 13) % n).collect(),
         ];
@@ -1214,17 +1261,21 @@ mod tests {
             assert_eq!(distinct.len(), n, "a permutation");
             let mut inf = RoleInference::default();
             for k in order {
-                inf.observe(&flows[k]);
+                inf.observe_in(flows[k].0, &flows[k].1);
             }
             assert_eq!(inf.finish(), forward);
         }
         let hub = forward
             .evidence(ip("10.1.7.7"), Role::Hub)
+            .or_else(|| forward.evidence(ip("10.1.7.7"), Role::Edge))
             .unwrap_or_else(|| panic!("{forward:?}"));
+        let lowest: Vec<String> = (0..MAX_PORTS as u16)
+            .map(|k| (2600 - extra + 1 + k).to_string())
+            .collect();
         assert!(
-            hub.iter().any(|l| l.contains("port 2500, 2501")
-                && l.contains("2507;")
-                && l.contains("first tcp.stream eq 10000")),
+            hub.iter()
+                .any(|l| l.contains(&format!("port {};", lowest.join(", ")))
+                    && l.contains("first tcp.stream eq 10000")),
             "{hub:?}"
         );
         let client = forward
@@ -1235,6 +1286,15 @@ mod tests {
                 && client[MAX_CLIENT_EVIDENCE]
                     == format!("and of {} more server(s)", MAX_PEERS - MAX_CLIENT_EVIDENCE),
             "{client:?}"
+        );
+        // One line per (server, name), naming its earliest flow.
+        let named = forward
+            .evidence(ip("2001:db8:1::99"), Role::Cas)
+            .unwrap_or_else(|| panic!("{forward:?}"));
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert!(
+            named[0].contains("(first tcp.stream eq 50000)"),
+            "{named:?}"
         );
     }
 
