@@ -440,7 +440,8 @@ impl Gathered {
         mut flows_json: Option<(&mut dyn Write, &Options)>,
     ) -> io::Result<Audit> {
         let started = std::time::Instant::now();
-        // What role inference decoded and dropped goes back before judging allocates.
+        // What role inference's decision dropped (every client's peers) goes back
+        // before judging allocates.
         if let Some(release) = self.release_memory {
             release();
         }
