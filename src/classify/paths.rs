@@ -109,6 +109,9 @@ pub struct PathMatch {
     pub confidence: Confidence,
     /// Why, one line per kind of evidence (port, protocol, content, roles).
     pub reasons: Vec<String>,
+    /// How the flow's port fits the row ([`port_fit`]), for the finding rules.
+    #[serde(skip)]
+    pub port: PortFit,
 }
 
 /// The data paths of one flow.
@@ -711,6 +714,7 @@ pub fn classify(flow: &Flow, catalog: &Catalog, roles: &RoleMap) -> Classificati
                 break;
             }
             paths.push(PathMatch {
+                port: s.port,
                 id: row.id.clone(),
                 confidence: conf,
                 reasons: reasons(s, row, flow, &o, &client_roles, &server_roles),

@@ -21,7 +21,7 @@ mod tls;
 
 use crate::catalog::{AuthKind, Catalog, DataPath, EncKind, Role, Vocabulary};
 use crate::classify::infer::flow_filter;
-use crate::classify::paths::{port_fit, Classification, PortFit};
+use crate::classify::paths::{Classification, PortFit};
 use crate::flow::{endpoint, Flow, Transport};
 use crate::model::{AuthEvent, Encryption, Mechanism};
 use serde::Serialize;
@@ -290,6 +290,8 @@ enum Seen {
 struct Cx<'a> {
     flow: &'a Flow,
     row: Option<&'a DataPath>,
+    /// How the flow's port fits `row`, as classification found it.
+    fit: Option<PortFit>,
     /// " (also possible: M21b)" when rows tie.
     others: String,
     /// The rows tied with `row`: a rule that depends on the row only fires when it holds
@@ -324,10 +326,12 @@ impl<'a> Cx<'a> {
         } else {
             flow.client.ip().to_canonical().to_string()
         };
-        let server_ident = server_ident(flow, row);
+        let fit = row.and(class.best().map(|b| b.port));
+        let server_ident = server_ident(flow, fit);
         Cx {
             flow,
             row,
+            fit,
             others,
             tied,
             client_roles: &class.client_roles,
@@ -399,15 +403,14 @@ impl<'a> Cx<'a> {
 }
 
 /// The server as a baseline knows it: address and fixed port; a port handed out at run
-/// time (endpoint mapper, dynamic ranges) is named by what it serves instead.
-fn server_ident(flow: &Flow, row: Option<&DataPath>) -> String {
+/// time (endpoint mapper, dynamic ranges) is named by what it serves instead. `fit`:
+/// how the port fits the flow's row, if it has one.
+fn server_ident(flow: &Flow, fit: Option<PortFit>) -> String {
     let ip = flow.server.ip().to_canonical();
     if !flow.transport.has_ports() {
         return ip.to_string();
     }
-    let dynamic = row
-        .and_then(|r| port_fit(r, flow))
-        .is_some_and(|p| matches!(p, PortFit::EndpointMapper | PortFit::Variable));
+    let dynamic = fit.is_some_and(|p| matches!(p, PortFit::EndpointMapper | PortFit::Variable));
     if dynamic {
         let iface = crate::classify::infer::rpc_interfaces(flow)
             .into_iter()
@@ -1030,10 +1033,7 @@ fn undocumented_port(cx: &Cx, out: &mut Vec<Finding>) {
     if !between_roles {
         return;
     }
-    let documented = cx
-        .row
-        .and_then(|r| port_fit(r, f))
-        .is_some_and(|p| p != PortFit::Undocumented);
+    let documented = cx.fit.is_some_and(|p| p != PortFit::Undocumented);
     if documented {
         return;
     }
