@@ -39,7 +39,7 @@
 use crate::catalog::roles::Roles;
 use crate::catalog::{Role, Vocabulary};
 use crate::flow::hash::FlowHash;
-use crate::flow::{Endpoint, FilterText, Flow, StreamFilter, Transport};
+use crate::flow::{Endpoint, FilterText, Flow, Transport};
 use crate::proto::uuids::INTERFACES;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -222,10 +222,7 @@ impl Place {
             Transport::Udp
         };
         let stream = (self.order & Place::STREAM).checked_sub(1);
-        match StreamFilter::of(transport, stream) {
-            Some(s) => FilterText::Stream(s),
-            None => FilterText::Text(crate::flow::filter_for(transport, stream, client, server)),
-        }
+        crate::flow::filter_for(transport, stream, client, server)
     }
 }
 

@@ -185,21 +185,18 @@ impl std::fmt::Display for StreamFilter {
 impl Flow {
     /// A Wireshark display filter that selects exactly this flow.
     pub fn display_filter(&self) -> String {
+        self.filter_text().to_string()
+    }
+
+    /// [`Flow::display_filter`] for a report that writes it: the stream form (nearly
+    /// every flow) is not made into a `String` first.
+    pub fn filter_text(&self) -> FilterText {
         filter_for(
             self.transport,
             self.stream,
             self.client.ip(),
             self.server.ip(),
         )
-    }
-
-    /// [`Flow::display_filter`] for a report that writes it: the stream form (nearly
-    /// every flow) is not made into a `String` first.
-    pub fn filter_text(&self) -> FilterText {
-        match StreamFilter::of(self.transport, self.stream) {
-            Some(s) => FilterText::Stream(s),
-            None => FilterText::Text(self.display_filter()),
-        }
     }
 
     /// A complete, closed flow between two `addr:port` endpoints with an empty
@@ -251,9 +248,9 @@ pub fn filter_for(
     stream: Option<u64>,
     client: IpAddr,
     server: IpAddr,
-) -> String {
+) -> FilterText {
     if let Some(f) = StreamFilter::of(transport, stream) {
-        return f.to_string();
+        return FilterText::Stream(f);
     }
     let fam = if client.is_ipv4() { "ip" } else { "ipv6" };
     let proto = match transport {
@@ -264,7 +261,9 @@ pub fn filter_for(
         Transport::Tcp => "tcp".to_string(),
         Transport::Udp => "udp".to_string(),
     };
-    format!("{proto} && {fam}.addr == {client} && {fam}.addr == {server}")
+    FilterText::Text(format!(
+        "{proto} && {fam}.addr == {client} && {fam}.addr == {server}"
+    ))
 }
 
 /// Address and port as Wireshark users write them: `10.0.0.1:25`, `[2001:db8::1]:443`.
