@@ -475,7 +475,8 @@ pub fn read_capture_until(
                 }
                 offset += consumed as u64;
                 summary.bytes = offset;
-                rd.consume(consumed);
+                // No shift per record: `refill` moves only the unread tail, once per buffer.
+                rd.consume_noshift(consumed);
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => {

@@ -143,7 +143,7 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// Messages per batch before it is sent.
 const BATCH_MSGS: usize = 1024;
 /// Batches in flight per shard: bounds memory whatever the file size.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 16;
 /// Batches of finished flows waiting for the writer thread.
 const DONE_IN_FLIGHT: usize = 8;
 
@@ -517,9 +517,9 @@ impl<'a> Progress<'a> {
 /// Captured bytes per batch of frames handed from the framing thread.
 const FRAME_BATCH_BYTES: usize = 512 * 1024;
 /// Frames per batch.
-const FRAME_BATCH_FRAMES: usize = 4096;
+pub(super) const FRAME_BATCH_FRAMES: usize = 4096;
 /// Batches of frames in flight: bounds memory whatever the file size.
-const FRAME_BATCHES_IN_FLIGHT: usize = 4;
+pub(super) const FRAME_BATCHES_IN_FLIGHT: usize = 8;
 
 /// A frame of a [`FrameBatch`], its bytes at `start..start + len` of the batch's data.
 struct FrameMeta {
