@@ -44,7 +44,7 @@ struct Count {
 }
 
 impl FlowSink for Count {
-    fn flow(&mut self, f: Flow) {
+    fn flow(&mut self, f: &mut Flow) {
         self.flows += 1;
         self.frames += f.total_frames();
         self.recognised += u64::from(f.posture.protocol.is_some());

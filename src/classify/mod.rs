@@ -77,9 +77,9 @@ impl<'a> EpmLabels<'a> {
 }
 
 impl FlowSink for EpmLabels<'_> {
-    fn flow(&mut self, mut f: Flow) {
-        self.label(&mut f);
-        self.learn(&f);
+    fn flow(&mut self, f: &mut Flow) {
+        self.label(f);
+        self.learn(f);
         self.inner.flow(f);
     }
 }
@@ -112,16 +112,16 @@ mod tests {
                 "epm.map",
                 "a4f1db00-ca47-1067-b31f-00dd010662da@10.1.0.30:59532",
             );
-            l.flow(epm);
+            l.flow(&mut epm);
             // bind not captured: labelled from the map
-            l.flow(flow(1, "10.1.0.30:59532"));
+            l.flow(&mut flow(1, "10.1.0.30:59532"));
             // bind captured: its own interface stands, no second label
             let mut bound = flow(2, "10.1.0.30:59532");
             bound.posture.protocol = Some("dcerpc");
             bound.posture.fact("dcerpc.interface", "emsmdb");
-            l.flow(bound);
+            l.flow(&mut bound);
             // another port: untouched
-            l.flow(flow(3, "10.1.0.30:59533"));
+            l.flow(&mut flow(3, "10.1.0.30:59533"));
         }
         assert!(out[1]
             .posture
@@ -145,7 +145,7 @@ mod tests {
             let host = i / 60_000;
             epm.posture
                 .fact("epm.map", format!("x@10.1.{host}.30:{port}"));
-            l.flow(epm);
+            l.flow(&mut epm);
         }
         assert!(l.map.len() <= MAX_EPM_ENTRIES);
     }

@@ -71,14 +71,16 @@ pub struct FileResult {
     pub unsent_payload_bytes: u64,
 }
 
-/// Receives each flow record once it has ended.
+/// Receives each flow record once it has ended. The record stays the pipeline's: it is
+/// freed on the thread that built it (a shard), which costs the allocator less than
+/// freeing it on the thread that hands it to the sink.
 pub trait FlowSink: Send {
-    fn flow(&mut self, flow: Flow);
+    fn flow(&mut self, flow: &mut Flow);
 }
 
 impl FlowSink for Vec<Flow> {
-    fn flow(&mut self, flow: Flow) {
-        self.push(flow);
+    fn flow(&mut self, flow: &mut Flow) {
+        self.push(flow.clone());
     }
 }
 
@@ -143,7 +145,7 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// Messages per batch before it is sent.
 const BATCH_MSGS: usize = 1024;
 /// Batches in flight per shard: bounds memory whatever the file size.
-const BATCHES_IN_FLIGHT: usize = 16;
+const BATCHES_IN_FLIGHT: usize = 4;
 /// Batches of finished flows waiting for the writer thread.
 const DONE_IN_FLIGHT: usize = 8;
 
@@ -196,8 +198,8 @@ impl Dispatch<'_> {
         match self {
             Dispatch::Inline(s, sink, written) => {
                 s.handle(&msg, payload);
-                for (_, f) in s.done.drain(..) {
-                    sink.flow(f);
+                for (_, mut f) in s.done.drain(..) {
+                    sink.flow(&mut f);
                     *written += 1;
                 }
             }
@@ -281,31 +283,40 @@ struct Orderer {
 }
 
 impl Orderer {
-    /// Hands on, in close order, what can go now; `batch` is left empty for reuse.
+    /// Hands on, in close order, what can go now. `batch` is left holding the flows
+    /// handed on, to go back to the shards and be freed there (see [`FlowSink`]).
     fn push(&mut self, batch: &mut Vec<(u64, Flow)>, sink: &mut dyn FlowSink) {
-        for (seq, f) in batch.drain(..) {
-            if seq == self.next && self.heap.is_empty() {
-                // In order (always, with one shard): no detour through the heap.
-                sink.flow(f);
-                self.written += 1;
-                self.next += 1;
-            } else {
-                self.heap.push(Reverse(Pending(seq, Box::new(f))));
+        // In order (always, with one shard): handed on in place, no detour through the heap.
+        let mut handed = 0;
+        while self.heap.is_empty() {
+            let Some((seq, f)) = batch.get_mut(handed) else {
+                break;
+            };
+            if *seq != self.next {
+                break;
             }
+            sink.flow(f);
+            self.written += 1;
+            self.next += 1;
+            handed += 1;
+        }
+        for (seq, f) in batch.drain(handed..) {
+            self.heap.push(Reverse(Pending(seq, Box::new(f))));
         }
         while self.heap.peek().is_some_and(|Reverse(p)| p.0 == self.next) {
-            if let Some(Reverse(p)) = self.heap.pop() {
-                sink.flow(*p.1);
+            if let Some(Reverse(mut p)) = self.heap.pop() {
+                sink.flow(&mut p.1);
                 self.written += 1;
                 self.next += 1;
+                batch.push((p.0, *p.1));
             }
         }
     }
 
     /// Only a gap in the sequence (a bug) leaves anything here: still write it all.
     fn finish(mut self, sink: &mut dyn FlowSink) -> u64 {
-        while let Some(Reverse(p)) = self.heap.pop() {
-            sink.flow(*p.1);
+        while let Some(Reverse(mut p)) = self.heap.pop() {
+            sink.flow(&mut p.1);
             self.written += 1;
         }
         self.written
@@ -338,8 +349,8 @@ pub fn analyze_file(
             Dispatch::Inline(mut shard, sink, written) => {
                 let rest = shard.leftovers();
                 let n = rest.len() as u64;
-                for f in rest {
-                    sink.flow(f);
+                for mut f in rest {
+                    sink.flow(&mut f);
                 }
                 written + n
             }
@@ -354,9 +365,11 @@ pub fn analyze_file(
             // sixth of its work. Bounded: a slow sink holds the workers, which hold the
             // reader, so records never pile up. The writer waits on nobody, so no cycle.
             let (done_tx, done_rx) = bounded::<Vec<(u64, Flow)>>(DONE_IN_FLIGHT);
-            // Emptied batches of finished flows go back to the shards to be filled
-            // again, instead of each being allocated by a shard and freed by the writer
-            // (the end of a capture closes every live flow at once: a batch per 1024).
+            // Batches of finished flows go back to the shards, holding the flows the
+            // sink was handed: a shard frees them (it built them; see [`FlowSink`]) and
+            // fills the batch again, instead of each batch being allocated by a shard
+            // and freed by the writer (the end of a capture closes every live flow at
+            // once: a batch per 1024).
             let (done_back_tx, done_back_rx) = unbounded::<Vec<(u64, Flow)>>();
             let (quiet_tx, quiet_rx) = unbounded::<Vec<(u32, u64)>>();
             let mut senders = Vec::new();
@@ -375,7 +388,8 @@ pub fn analyze_file(
                             shard.handle(m, &batch.data);
                         }
                         if !shard.done.is_empty() {
-                            let empty = done_back.try_recv().unwrap_or_default();
+                            let mut empty = done_back.try_recv().unwrap_or_default();
+                            empty.clear();
                             let _ = done.send(std::mem::replace(&mut shard.done, empty));
                         }
                         if !shard.quiet.is_empty() {

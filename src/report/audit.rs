@@ -14,7 +14,7 @@
 //! write:   the findings merged in order, the roles and the coverage
 //! ```
 
-use super::coverage::{unknown_encryption, Coverage};
+use super::coverage::{unknown_encryption, Coverage, FlowNote};
 use super::flows::{FlowView, Options, Shown};
 use super::records::{get_finding, get_flow, put_finding, put_flow, FindingKey, FlowKey};
 use super::spill::{Dec, Spill};
@@ -153,7 +153,7 @@ struct ToSpill<'a> {
 }
 
 impl FlowSink for ToSpill<'_> {
-    fn flow(&mut self, f: Flow) {
+    fn flow(&mut self, f: &mut Flow) {
         if self.error.is_some() {
             return;
         }
@@ -162,10 +162,10 @@ impl FlowSink for ToSpill<'_> {
             return;
         }
         self.room -= 1;
-        self.inference.observe_in(self.file, &f);
+        self.inference.observe_in(self.file, f);
         if let Err(e) = self
             .spill
-            .push(FlowKey::of(self.file, &f), |b| put_flow(b, &f))
+            .push(FlowKey::of(self.file, f), |b| put_flow(b, f))
         {
             self.error = Some(e);
         }
@@ -237,34 +237,27 @@ pub fn gather(
     })
 }
 
-/// The spilled flows in order, a window at a time, decoded in parallel; stops early
-/// when `each` returns false.
+/// The spilled flow records in order, a window at a time, as (key, encoded record);
+/// stops early when `each` returns false.
 fn each_window(
     spill: &mut Spill<FlowKey>,
-    pool: Option<&rayon::ThreadPool>,
-    mut each: impl FnMut(Vec<(usize, Flow)>) -> bool,
+    mut each: impl FnMut(Vec<(FlowKey, Vec<u8>)>) -> bool,
 ) -> io::Result<()> {
     let mut merge = spill.merge()?;
     loop {
         let raw = merge.take(WINDOW)?;
-        if raw.is_empty() {
-            return Ok(());
-        }
-        let decode = |(k, body): &(FlowKey, Vec<u8>)| {
-            let mut d = Dec::new(body);
-            get_flow(&mut d)
-                .filter(|_| d.is_empty())
-                .map(|f| (k.file as usize, f))
-        };
-        let flows: Option<Vec<(usize, Flow)>> = match pool {
-            Some(p) => p.install(|| raw.par_iter().with_min_len(256).map(decode).collect()),
-            None => raw.iter().map(decode).collect(),
-        };
-        if !each(flows.ok_or_else(damaged_record)?) {
+        if raw.is_empty() || !each(raw) {
             return Ok(());
         }
     }
 }
+
+/// Flows decoded, judged and written to one text buffer per parallel task.
+const JUDGE_CHUNK: usize = 64;
+
+/// A task's judged flows: their JSON objects one after the other (when the report has
+/// them), and per flow where its object ends and what counting needs of it.
+type Judged<'c> = (Vec<u8>, Vec<(usize, Counted<'c>)>);
 
 /// Run `produce` on a thread of its own and hand what it sends to `consume` on this
 /// one, in order, with at most one item waiting: the sequential consumer (role
@@ -335,30 +328,92 @@ fn with_row(rows: &mut BTreeMap<String, Row>, id: &str, update: impl FnOnce(&mut
     }
 }
 
-/// A flow's findings with their spill keys and records, encoded where the flow was
-/// judged (in parallel), so that only copying them is left to the one thread that
-/// spills.
-struct Encoded {
-    found: Vec<Finding>,
+/// The id a catalog row has, borrowed from the catalog (no copy per flow); `(no path)`
+/// for none, or an id the catalog does not have (not expected).
+fn row_id<'c>(catalog: &'c Catalog, id: Option<&str>) -> &'c str {
+    id.and_then(|id| catalog.paths.iter().find(|r| r.id == id))
+        .map_or("(no path)", |r| r.id.as_str())
+}
+
+/// Where a flow falls in its row's encryption counts.
+#[derive(Clone, Copy)]
+enum Protection {
+    Clear,
+    Unknown,
+    Encrypted,
+}
+
+/// One judged flow as counting needs it, taken on the thread that judged it: the flow,
+/// its classification and its findings are freed there, where they were made. (Freed
+/// on the one thread that counts, they cost mimalloc's cross-thread frees a tenth of a
+/// two-thread run.) The findings are there as spill keys and encoded records.
+struct Counted<'c> {
+    note: FlowNote,
+    /// The client, then the server, when the host has a role (only those are printed).
+    hosts: [Option<IpAddr>; 2],
+    /// The best data path's row, or `(no path)`.
+    row: &'c str,
+    protection: Protection,
+    mechanisms: Vec<String>,
+    /// Per finding: its severity, its row, whether the baseline knows it; its key; where
+    /// its record ends in `bytes`.
+    findings: Vec<(Severity, &'c str, bool)>,
     keys: Vec<FindingKey>,
-    /// The records, one after the other; `ends[i]` is where record `i` ends.
     bytes: Vec<u8>,
     ends: Vec<usize>,
 }
 
-impl Encoded {
-    fn new(file: usize, found: Vec<Finding>) -> Encoded {
+impl<'c> Counted<'c> {
+    fn new(
+        file: usize,
+        path: &str,
+        flow: &Flow,
+        class: &Classification,
+        found: &[Finding],
+        catalog: &'c Catalog,
+        known: Option<&BTreeSet<String>>,
+    ) -> Counted<'c> {
+        let unknown = found
+            .iter()
+            .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
+            .map(|f| f.observed.clone())
+            .or_else(|| unknown_encryption(flow));
         let file = u32::try_from(file).unwrap_or(u32::MAX);
         let mut bytes = Vec::new();
         let mut ends = Vec::with_capacity(found.len());
         let mut keys = Vec::with_capacity(found.len());
-        for f in &found {
+        let mut findings = Vec::with_capacity(found.len());
+        for f in found {
             put_finding(&mut bytes, f);
             ends.push(bytes.len());
             keys.push(FindingKey::of(file, f));
+            findings.push((
+                f.severity,
+                row_id(catalog, f.data_path.as_deref()),
+                known.is_some_and(|k| k.contains(&f.fingerprint)),
+            ));
         }
-        Encoded {
-            found,
+        let mut mechanisms: Vec<String> = Vec::new();
+        for ev in &flow.posture.auth {
+            let name = ev.mechanism.name();
+            if !mechanisms.contains(&name) {
+                mechanisms.push(name);
+            }
+        }
+        Counted {
+            note: FlowNote::of(path, flow, unknown),
+            hosts: [
+                (!class.client_roles.is_empty()).then(|| flow.client.ip()),
+                (!class.server_roles.is_empty()).then(|| flow.server.ip()),
+            ],
+            row: row_id(catalog, class.best().map(|p| p.id.as_str())),
+            protection: match flow.posture.encryption.as_str() {
+                "none" => Protection::Clear,
+                "unknown" => Protection::Unknown,
+                _ => Protection::Encrypted,
+            },
+            mechanisms,
+            findings,
             keys,
             bytes,
             ends,
@@ -368,60 +423,48 @@ impl Encoded {
 
 impl Tally {
     /// Count one judged flow and spill its findings (those a baseline knows counted only).
-    fn add(
-        &mut self,
-        path: &str,
-        flow: &Flow,
-        class: &Classification,
-        encoded: Encoded,
-        known: Option<&BTreeSet<String>>,
-    ) -> io::Result<()> {
-        let Encoded {
-            found,
+    fn add(&mut self, c: Counted<'_>) -> io::Result<()> {
+        let Counted {
+            note,
+            hosts,
+            row,
+            protection,
+            mechanisms,
+            findings,
             keys,
             bytes,
             ends,
-        } = encoded;
+        } = c;
         self.flows += 1;
-        let unknown = found
-            .iter()
-            .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
-            .map(|f| f.observed.clone())
-            .or_else(|| unknown_encryption(flow));
-        self.coverage.add_flow(path, flow, unknown);
+        self.coverage.add_note(note);
         // Only hosts with roles are ever printed: a flood of spoofed sources would
         // otherwise make this set grow with the flows.
-        if !class.client_roles.is_empty() {
-            self.hosts.insert(flow.client.ip());
+        for ip in hosts.into_iter().flatten() {
+            self.hosts.insert(ip);
         }
-        if !class.server_roles.is_empty() {
-            self.hosts.insert(flow.server.ip());
-        }
-        let id = class.best().map_or("(no path)", |p| p.id.as_str());
-        with_row(&mut self.rows, id, |r| {
+        with_row(&mut self.rows, row, |r| {
             r.flows += 1;
-            match flow.posture.encryption.as_str() {
-                "none" => r.clear += 1,
-                "unknown" => r.unknown += 1,
-                _ => r.encrypted += 1,
+            match protection {
+                Protection::Clear => r.clear += 1,
+                Protection::Unknown => r.unknown += 1,
+                Protection::Encrypted => r.encrypted += 1,
             }
-            for ev in &flow.posture.auth {
-                r.mechanisms.insert(ev.mechanism.name());
+            for m in mechanisms {
+                r.mechanisms.insert(m);
             }
         });
         let mut start = 0;
-        for ((f, key), end) in found.iter().zip(keys).zip(ends) {
+        for (((severity, row, known), key), end) in findings.into_iter().zip(keys).zip(ends) {
             let record = bytes.get(start..end).unwrap_or_default();
             start = end;
-            if known.is_some_and(|k| k.contains(&f.fingerprint)) {
+            if known {
                 self.suppressed += 1;
                 continue;
             }
             self.finding_count += 1;
-            self.worst = self.worst.max(Some(f.severity));
-            let id = f.data_path.as_deref().unwrap_or("(no path)");
-            with_row(&mut self.rows, id, |r| {
-                r.worst = r.worst.max(Some(f.severity))
+            self.worst = self.worst.max(Some(severity));
+            with_row(&mut self.rows, row, |r| {
+                r.worst = r.worst.max(Some(severity))
             });
             self.findings.push(key, |b| b.extend_from_slice(record))?;
         }
@@ -471,44 +514,67 @@ impl Gathered {
         overlapped(
             self.threads,
             |send| {
-                each_window(flows, pool.as_ref(), |window| {
-                    // Judging is independent per flow: spread over the threads, in order.
-                    let judge = |(file, flow): (usize, Flow)| -> Result<_, serde_json::Error> {
-                        let class = classify(&flow, catalog, roles);
-                        let mut found = evaluate(&flow, &class, catalog);
-                        sort_findings(&mut found);
-                        let found = Encoded::new(file, found);
+                each_window(flows, |raw| {
+                    // Decoding and judging are independent per flow: spread over the
+                    // threads, in order, each flow decoded, judged and freed on one
+                    // thread. A task's flow objects go into one text buffer.
+                    let judge = |chunk: &[(FlowKey, Vec<u8>)]| -> io::Result<Judged<'_>> {
                         let mut text = Vec::new();
-                        if let Some(o) = options.as_ref().filter(|_| with_text) {
-                            // A flow object is 1-2 KB: grown once, not doubled from 8.
-                            text.reserve(2048);
-                            let view = AuditedView {
-                                flow: FlowView::new(path(file), &flow, o),
-                                data_paths: class.ids(),
-                                classification: &class,
-                            };
-                            serde_json::to_writer(&mut text, &view)?;
+                        let mut counted = Vec::with_capacity(chunk.len());
+                        for (k, body) in chunk {
+                            let mut d = Dec::new(body);
+                            let flow = get_flow(&mut d)
+                                .filter(|_| d.is_empty())
+                                .ok_or_else(damaged_record)?;
+                            let file = k.file as usize;
+                            let class = classify(&flow, catalog, roles);
+                            let mut found = evaluate(&flow, &class, catalog);
+                            sort_findings(&mut found);
+                            if let Some(o) = options.as_ref().filter(|_| with_text) {
+                                // A flow object is 1-2 KB: grown once, not doubled from 8.
+                                text.reserve(2048);
+                                let view = AuditedView {
+                                    flow: FlowView::new(path(file), &flow, o),
+                                    data_paths: class.ids(),
+                                    classification: &class,
+                                };
+                                serde_json::to_writer(&mut text, &view).map_err(super::json_io)?;
+                            }
+                            counted.push((
+                                text.len(),
+                                Counted::new(
+                                    file,
+                                    path(file),
+                                    &flow,
+                                    &class,
+                                    &found,
+                                    catalog,
+                                    known,
+                                ),
+                            ));
                         }
-                        Ok((file, flow, class, found, text))
+                        Ok((text, counted))
                     };
-                    let done: Vec<_> = match &pool {
-                        Some(p) => p.install(|| {
-                            window.into_par_iter().with_min_len(64).map(judge).collect()
-                        }),
-                        None => window.into_iter().map(judge).collect(),
+                    let done: Vec<io::Result<Judged<'_>>> = match &pool {
+                        Some(p) => p.install(|| raw.par_chunks(JUDGE_CHUNK).map(judge).collect()),
+                        None => raw.chunks(JUDGE_CHUNK).map(judge).collect(),
                     };
                     send(done)
                 })
             },
             |done| {
                 for judged in done {
-                    let (file, flow, class, found, text) = judged.map_err(super::json_io)?;
-                    if let Some((out, _)) = &mut flows_json {
-                        out.write_all(if first { b"\n    " } else { b",\n    " })?;
-                        out.write_all(&text)?;
-                        first = false;
+                    let (text, counted) = judged?;
+                    let mut start = 0;
+                    for (end, c) in counted {
+                        if let Some((out, _)) = &mut flows_json {
+                            out.write_all(if first { b"\n    " } else { b",\n    " })?;
+                            out.write_all(text.get(start..end).unwrap_or_default())?;
+                            first = false;
+                        }
+                        start = end;
+                        t.add(c)?;
                     }
-                    t.add(path(file), &flow, &class, found, known)?;
                 }
                 Ok(())
             },

@@ -44,6 +44,55 @@ pub struct UnknownFlow {
     pub reason: String,
 }
 
+/// What the coverage counts of one flow, taken where the flow is judged so that the
+/// flow need not travel to the thread that counts.
+#[derive(Debug)]
+pub struct FlowNote {
+    start_not_seen: bool,
+    tls_handshake_not_seen: bool,
+    unrecognised: bool,
+    gaps: u64,
+    gap_bytes: u64,
+    ooo: u64,
+    /// Bit `i`: the flow has an anomaly of `CAP_ANOMALIES[i]`.
+    caps: u64,
+    unknown: Option<Box<UnknownFlow>>,
+}
+
+impl FlowNote {
+    /// `unknown` is why the flow's verdict is unknown, if it is.
+    pub fn of(file: &str, f: &Flow, unknown: Option<String>) -> FlowNote {
+        let p = &f.posture;
+        let mut caps = 0u64;
+        for (i, (kind, _)) in CAP_ANOMALIES.iter().enumerate().take(64) {
+            if p.anomalies.iter().any(|a| a.kind == *kind) {
+                caps |= 1 << i;
+            }
+        }
+        FlowNote {
+            start_not_seen: f.transport == Transport::Tcp && !f.syn_seen && !f.syn_ack_seen,
+            tls_handshake_not_seen: p.protocol == Some("tls")
+                && p.tls.as_ref().is_none_or(|t| t.version.is_none()),
+            unrecognised: p.protocol.is_none() && f.payload.iter().sum::<u64>() > 0,
+            gaps: f.reassembly[0].gaps + f.reassembly[1].gaps,
+            gap_bytes: f.reassembly[0].gap_bytes + f.reassembly[1].gap_bytes,
+            ooo: f.reassembly[0].cap_hits + f.reassembly[1].cap_hits,
+            caps,
+            unknown: unknown.map(|reason| {
+                Box::new(UnknownFlow {
+                    file: file.to_string(),
+                    transport: f.transport.name(),
+                    stream: f.stream,
+                    client: crate::flow::endpoint(&f.client, f.transport.has_ports()),
+                    server: crate::flow::endpoint(&f.server, f.transport.has_ports()),
+                    filter: f.display_filter(),
+                    reason,
+                })
+            }),
+        }
+    }
+}
+
 /// The coverage section of a report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Coverage {
@@ -131,44 +180,32 @@ impl Coverage {
 
     /// Counts one flow; `unknown` is why its verdict is unknown, if it is.
     pub fn add_flow(&mut self, file: &str, f: &Flow, unknown: Option<String>) {
+        self.add_note(FlowNote::of(file, f, unknown));
+    }
+
+    /// Counts one flow from what [`FlowNote::of`] took of it.
+    pub fn add_note(&mut self, n: FlowNote) {
         self.flows += 1;
-        if f.transport == Transport::Tcp && !f.syn_seen && !f.syn_ack_seen {
-            self.flows_start_not_seen += 1;
-        }
-        let p = &f.posture;
-        if p.protocol == Some("tls") && p.tls.as_ref().is_none_or(|t| t.version.is_none()) {
-            self.flows_tls_handshake_not_seen += 1;
-        }
-        if p.protocol.is_none() && f.payload.iter().sum::<u64>() > 0 {
-            self.flows_unrecognised += 1;
-        }
-        let gaps = f.reassembly[0].gaps + f.reassembly[1].gaps;
-        if gaps > 0 {
+        self.flows_start_not_seen += u64::from(n.start_not_seen);
+        self.flows_tls_handshake_not_seen += u64::from(n.tls_handshake_not_seen);
+        self.flows_unrecognised += u64::from(n.unrecognised);
+        if n.gaps > 0 {
             self.reassembly_gaps.flows += 1;
-            self.reassembly_gaps.gaps += gaps;
-            self.reassembly_gaps.bytes += f.reassembly[0].gap_bytes + f.reassembly[1].gap_bytes;
+            self.reassembly_gaps.gaps += n.gaps;
+            self.reassembly_gaps.bytes += n.gap_bytes;
         }
-        let ooo = f.reassembly[0].cap_hits + f.reassembly[1].cap_hits;
-        if ooo > 0 {
-            *self.caps_hit.entry("ooo-segments").or_default() += ooo;
+        if n.ooo > 0 {
+            *self.caps_hit.entry("ooo-segments").or_default() += n.ooo;
         }
-        for (kind, cap) in CAP_ANOMALIES {
-            if p.anomalies.iter().any(|a| a.kind == *kind) {
+        for (i, (_, cap)) in CAP_ANOMALIES.iter().enumerate() {
+            if n.caps & (1 << i) != 0 {
                 *self.caps_hit.entry(cap).or_default() += 1;
             }
         }
-        if let Some(reason) = unknown {
+        if let Some(u) = n.unknown {
             self.unknown_verdict_count += 1;
             if self.unknown_verdict.len() < MAX_LISTED_UNKNOWN {
-                self.unknown_verdict.push(UnknownFlow {
-                    file: file.to_string(),
-                    transport: f.transport.name(),
-                    stream: f.stream,
-                    client: crate::flow::endpoint(&f.client, f.transport.has_ports()),
-                    server: crate::flow::endpoint(&f.server, f.transport.has_ports()),
-                    filter: f.display_filter(),
-                    reason,
-                });
+                self.unknown_verdict.push(*u);
             }
         }
     }

@@ -533,7 +533,8 @@ fn auth_summary(f: &Flow) -> String {
 }
 
 impl<W: Write + Send> FlowSink for FlowWriter<W> {
-    fn flow(&mut self, f: Flow) {
+    fn flow(&mut self, f: &mut Flow) {
+        let f = &*f;
         if self.files.is_empty() {
             self.begin_file("-");
         }
@@ -541,7 +542,7 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
         if let Some(t) = self.files.last_mut() {
             t.flows += 1;
             t.frames_in_flows += f.total_frames();
-            self.coverage.add_flow(&t.path, &f, unknown_encryption(&f));
+            self.coverage.add_flow(&t.path, f, unknown_encryption(f));
         }
         if self.fmt == Format::Table {
             let ports = f.transport.has_ports();
@@ -563,7 +564,7 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
                     format!("{}/{}", f.bytes[0], f.bytes[1]),
                     f.posture.protocol.unwrap_or("-").to_string(),
                     f.posture.encryption.as_str().to_string(),
-                    auth_summary(&f),
+                    auth_summary(f),
                 ],
             });
             return;
@@ -578,7 +579,7 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
             .unwrap_or_default();
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        match serde_json::to_writer(&mut line, &FlowView::new(&path, &f, &self.opts)) {
+        match serde_json::to_writer(&mut line, &FlowView::new(&path, f, &self.opts)) {
             Ok(()) => self.entry(&line),
             Err(e) => self.error = Some(super::json_io(e)),
         }

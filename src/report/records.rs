@@ -67,7 +67,9 @@ pub struct FindingKey {
     pub file: u32,
     stream: Option<u64>,
     rule: &'static str,
-    fingerprint: String,
+    /// The fingerprint's 32 hex digits as a number: the same order as the text, without
+    /// a heap string per finding.
+    fingerprint: u128,
 }
 
 impl FindingKey {
@@ -77,7 +79,8 @@ impl FindingKey {
             file,
             stream: f.stream,
             rule: f.rule,
-            fingerprint: f.fingerprint.clone(),
+            // Always 32 hex digits (see `findings::fingerprint`).
+            fingerprint: u128::from_str_radix(&f.fingerprint, 16).unwrap_or(u128::MAX),
         }
     }
 }
@@ -107,7 +110,8 @@ impl Key for FindingKey {
         enc::u64(out, u64::from(self.file));
         enc::opt_u64(out, self.stream);
         enc::str(out, self.rule);
-        enc::str(out, &self.fingerprint);
+        enc::u64(out, (self.fingerprint >> 64) as u64);
+        enc::u64(out, self.fingerprint as u64);
     }
     fn get(d: &mut Dec<'_>) -> Option<Self> {
         Some(FindingKey {
@@ -115,7 +119,7 @@ impl Key for FindingKey {
             file: d.u32()?,
             stream: d.opt_u64()?,
             rule: rule_of(d.str()?)?,
-            fingerprint: d.string()?,
+            fingerprint: (u128::from(d.u64()?) << 64) | u128::from(d.u64()?),
         })
     }
 }
