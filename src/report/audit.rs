@@ -627,15 +627,7 @@ impl Audit {
                 if raw.is_empty() {
                     return Ok(());
                 }
-                let decode = |(k, body): &(FindingKey, Vec<u8>)| {
-                    let mut d = Dec::new(body);
-                    get_finding(&mut d)
-                        .filter(|_| d.is_empty())
-                        .map(|finding| Located {
-                            file: k.file as usize,
-                            finding,
-                        })
-                };
+                let decode = |(k, body): &(FindingKey, Vec<u8>)| located(k, body);
                 let window: Option<Vec<Located>> = match pool {
                     Some(p) => p.install(|| raw.par_iter().with_min_len(256).map(decode).collect()),
                     None => raw.iter().map(decode).collect(),
@@ -645,6 +637,61 @@ impl Audit {
                 }
             },
             |window| each(&window),
+        )
+    }
+
+    /// Every finding in report order as text: each decoded, written by `render` and
+    /// freed on one thread of `pool` (where it was made: cheaper for the allocator than
+    /// freeing it on the thread that writes), the texts written to `out` in order, each
+    /// after its separator.
+    fn write_findings(
+        &mut self,
+        out: &mut dyn Write,
+        pool: Option<&rayon::ThreadPool>,
+        (first, rest): Separators,
+        render: impl Fn(&Located, &mut Vec<u8>) -> io::Result<()> + Sync,
+    ) -> io::Result<()> {
+        let mut merge = self.findings.merge()?;
+        let chunk_text = |chunk: &[(FindingKey, Vec<u8>)]| -> io::Result<(Vec<u8>, Vec<usize>)> {
+            let mut text = Vec::new();
+            let mut ends = Vec::with_capacity(chunk.len());
+            for (k, body) in chunk {
+                let l = located(k, body).ok_or_else(damaged_record)?;
+                render(&l, &mut text)?;
+                ends.push(text.len());
+            }
+            Ok((text, ends))
+        };
+        let mut sep = first;
+        // Merging the next window overlaps writing this one.
+        overlapped(
+            self.threads,
+            move |send| loop {
+                let raw = merge.take(WINDOW)?;
+                if raw.is_empty() {
+                    return Ok(());
+                }
+                let texts: Vec<io::Result<(Vec<u8>, Vec<usize>)>> = match pool {
+                    Some(p) => p.install(|| raw.par_chunks(SER_CHUNK).map(chunk_text).collect()),
+                    None => raw.chunks(SER_CHUNK).map(chunk_text).collect(),
+                };
+                if !send(texts) {
+                    return Ok(());
+                }
+            },
+            |texts| {
+                for t in texts {
+                    let (text, ends) = t?;
+                    let mut start = 0;
+                    for end in ends {
+                        out.write_all(sep)?;
+                        out.write_all(text.get(start..end).unwrap_or_default())?;
+                        sep = rest;
+                        start = end;
+                    }
+                }
+                Ok(())
+            },
         )
     }
 
@@ -661,6 +708,17 @@ impl Audit {
             (self.findings.spilled_bytes(), self.findings.runs()),
         ]
     }
+}
+
+/// A spilled finding record back with its capture; `None` when the bytes are not one.
+fn located(k: &FindingKey, body: &[u8]) -> Option<Located> {
+    let mut d = Dec::new(body);
+    get_finding(&mut d)
+        .filter(|_| d.is_empty())
+        .map(|finding| Located {
+            file: k.file as usize,
+            finding,
+        })
 }
 
 /// A pool of `threads` threads for judging and serialising; `None` for one thread, or
@@ -878,17 +936,12 @@ pub fn write_json(
     let path = |i: usize| paths.get(i).map_or("", String::as_str);
     // One pool for every window: a pool is threads started and stopped.
     let pool = pool(a.threads);
-    let mut sep: Separators = (b"\n    ", b",\n    ");
-    a.each_finding_on(pool.as_ref(), |window| {
-        write_items(out, window, pool.as_ref(), sep, |l, buf| {
-            let view = FindingView {
-                file: path(l.file),
-                finding: &l.finding,
-            };
-            serde_json::to_writer(buf, &view).map_err(super::json_io)
-        })?;
-        sep.0 = sep.1;
-        Ok(())
+    a.write_findings(out, pool.as_ref(), (b"\n    ", b",\n    "), |l, buf| {
+        let view = FindingView {
+            file: path(l.file),
+            finding: &l.finding,
+        };
+        serde_json::to_writer(buf, &view).map_err(super::json_io)
     })?;
     write!(
         out,
@@ -1140,14 +1193,9 @@ pub fn write_sarif(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
     write!(out, "\n\"results\": [")?;
     let uris: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
     let pool = pool(a.threads);
-    let mut sep: Separators = (b"\n", b",\n");
-    a.each_finding_on(pool.as_ref(), |window| {
-        write_items(out, window, pool.as_ref(), sep, |l, buf| {
-            let uri = uris.get(l.file).map_or("", String::as_str);
-            serde_json::to_writer(buf, &sarif_result(uri, l)).map_err(super::json_io)
-        })?;
-        sep.0 = sep.1;
-        Ok(())
+    a.write_findings(out, pool.as_ref(), (b"\n", b",\n"), |l, buf| {
+        let uri = uris.get(l.file).map_or("", String::as_str);
+        serde_json::to_writer(buf, &sarif_result(uri, l)).map_err(super::json_io)
     })?;
     writeln!(out, "\n]}}]}}")
 }
