@@ -4,6 +4,7 @@
 //! here knows about packets or files, so every stage can share these types.
 
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 
 /// Which way bytes travel relative to the flow's client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,26 +97,27 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    pub fn name(&self) -> String {
+    /// The mechanism's name as reports print it; borrowed except for SASL's own names.
+    pub fn name(&self) -> Cow<'static, str> {
         match self {
-            Mechanism::Basic => "basic".into(),
-            Mechanism::Digest => "digest".into(),
-            Mechanism::Forms => "forms".into(),
-            Mechanism::Ntlmv1 => "ntlmv1".into(),
-            Mechanism::Ntlmv2 => "ntlmv2".into(),
-            Mechanism::Ntlm => "ntlm".into(),
-            Mechanism::Kerberos => "kerberos".into(),
-            Mechanism::Plain => "plain".into(),
-            Mechanism::Login => "login".into(),
-            Mechanism::CramMd5 => "cram-md5".into(),
-            Mechanism::UserPass => "user-pass".into(),
-            Mechanism::Apop => "apop".into(),
-            Mechanism::Simple => "simple".into(),
-            Mechanism::Sasl(m) => format!("sasl-{}", m.to_ascii_lowercase()),
-            Mechanism::Bearer => "bearer".into(),
-            Mechanism::Anonymous => "anonymous".into(),
-            Mechanism::Certificate => "certificate".into(),
-            Mechanism::ByIp => "by-ip".into(),
+            Mechanism::Basic => Cow::Borrowed("basic"),
+            Mechanism::Digest => Cow::Borrowed("digest"),
+            Mechanism::Forms => Cow::Borrowed("forms"),
+            Mechanism::Ntlmv1 => Cow::Borrowed("ntlmv1"),
+            Mechanism::Ntlmv2 => Cow::Borrowed("ntlmv2"),
+            Mechanism::Ntlm => Cow::Borrowed("ntlm"),
+            Mechanism::Kerberos => Cow::Borrowed("kerberos"),
+            Mechanism::Plain => Cow::Borrowed("plain"),
+            Mechanism::Login => Cow::Borrowed("login"),
+            Mechanism::CramMd5 => Cow::Borrowed("cram-md5"),
+            Mechanism::UserPass => Cow::Borrowed("user-pass"),
+            Mechanism::Apop => Cow::Borrowed("apop"),
+            Mechanism::Simple => Cow::Borrowed("simple"),
+            Mechanism::Sasl(m) => Cow::Owned(format!("sasl-{}", m.to_ascii_lowercase())),
+            Mechanism::Bearer => Cow::Borrowed("bearer"),
+            Mechanism::Anonymous => Cow::Borrowed("anonymous"),
+            Mechanism::Certificate => Cow::Borrowed("certificate"),
+            Mechanism::ByIp => Cow::Borrowed("by-ip"),
         }
     }
 

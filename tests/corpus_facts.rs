@@ -499,7 +499,7 @@ const CHECKS: &[Check] = &[
                         if a.mechanism.is_ntlm() {
                             "ntlm".to_string()
                         } else {
-                            a.mechanism.name()
+                            a.mechanism.name().into_owned()
                         }
                     })
                     .collect(),

@@ -29,6 +29,7 @@ use crate::flow::{EngineConfig, FileResult, Flow, FlowSink};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -255,10 +256,6 @@ fn each_window(
 /// Flows decoded, judged and written to one text buffer per parallel task.
 const JUDGE_CHUNK: usize = 64;
 
-/// A task's judged flows: their JSON objects one after the other (when the report has
-/// them), and per flow where its object ends and what counting needs of it.
-type Judged<'c> = (Vec<u8>, Vec<(usize, Counted<'c>)>);
-
 /// Run `produce` on a thread of its own and hand what it sends to `consume` on this
 /// one, in order, with at most one item waiting: the sequential consumer (role
 /// inference, counting, writing the report) overlaps the producer's parallel work
@@ -343,10 +340,27 @@ enum Protection {
     Encrypted,
 }
 
-/// One judged flow as counting needs it, taken on the thread that judged it: the flow,
-/// its classification and its findings are freed there, where they were made. (Freed
-/// on the one thread that counts, they cost mimalloc's cross-thread frees a tenth of a
-/// two-thread run.) The findings are there as spill keys and encoded records.
+/// Judged flows as counting and writing need them, made on the thread that judged them
+/// (a parallel task) while the flows, classifications and findings are freed there,
+/// where they were made. Freed on the one thread that counts, they cost mimalloc's
+/// cross-thread frees a tenth of a two-thread run; now only these few buffers per task
+/// cross over.
+#[derive(Default)]
+struct Judged<'c> {
+    /// The flows' JSON objects one after the other (when the report has them).
+    text: Vec<u8>,
+    /// Per flow: where its object ends in `text`, and what counting needs of it.
+    flows: Vec<(usize, Counted<'c>)>,
+    /// The flows' findings, in order.
+    found: Vec<Found<'c>>,
+    /// The findings' encoded records, one after the other.
+    records: Vec<u8>,
+    /// The flows' authentication mechanisms, each flow's once.
+    mechanisms: Vec<Cow<'static, str>>,
+}
+
+/// What counting needs of one flow; its findings and mechanisms end at `found_end`
+/// and `mechanisms_end` of its [`Judged`].
 struct Counted<'c> {
     note: FlowNote,
     /// The client, then the server, when the host has a role (only those are printed).
@@ -354,17 +368,27 @@ struct Counted<'c> {
     /// The best data path's row, or `(no path)`.
     row: &'c str,
     protection: Protection,
-    mechanisms: Vec<String>,
-    /// Per finding: its severity, its row, whether the baseline knows it; its key; where
-    /// its record ends in `bytes`.
-    findings: Vec<(Severity, &'c str, bool)>,
-    keys: Vec<FindingKey>,
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
+    found_end: usize,
+    mechanisms_end: usize,
 }
 
-impl<'c> Counted<'c> {
-    fn new(
+/// One finding as counting needs it: its spill key, and where its record ends.
+struct Found<'c> {
+    severity: Severity,
+    /// Its row, or `(no path)`.
+    row: &'c str,
+    /// The baseline lists it.
+    known: bool,
+    key: FindingKey,
+    /// Its record in its task's `records`.
+    record: std::ops::Range<usize>,
+}
+
+impl<'c> Judged<'c> {
+    /// Add a judged flow (its JSON object is already in `text`).
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
         file: usize,
         path: &str,
         flow: &Flow,
@@ -372,35 +396,36 @@ impl<'c> Counted<'c> {
         found: &[Finding],
         catalog: &'c Catalog,
         known: Option<&BTreeSet<String>>,
-    ) -> Counted<'c> {
+    ) {
         let unknown = found
             .iter()
             .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
             .map(|f| f.observed.clone())
             .or_else(|| unknown_encryption(flow));
         let file = u32::try_from(file).unwrap_or(u32::MAX);
-        let mut bytes = Vec::new();
-        let mut ends = Vec::with_capacity(found.len());
-        let mut keys = Vec::with_capacity(found.len());
-        let mut findings = Vec::with_capacity(found.len());
         for f in found {
-            put_finding(&mut bytes, f);
-            ends.push(bytes.len());
-            keys.push(FindingKey::of(file, f));
-            findings.push((
-                f.severity,
-                row_id(catalog, f.data_path.as_deref()),
-                known.is_some_and(|k| k.contains(&f.fingerprint)),
-            ));
+            let start = self.records.len();
+            put_finding(&mut self.records, f);
+            self.found.push(Found {
+                severity: f.severity,
+                row: row_id(catalog, f.data_path.as_deref()),
+                known: known.is_some_and(|k| k.contains(&f.fingerprint)),
+                key: FindingKey::of(file, f),
+                record: start..self.records.len(),
+            });
         }
-        let mut mechanisms: Vec<String> = Vec::new();
+        let first = self.mechanisms.len();
         for ev in &flow.posture.auth {
             let name = ev.mechanism.name();
-            if !mechanisms.contains(&name) {
-                mechanisms.push(name);
+            if !self
+                .mechanisms
+                .get(first..)
+                .is_some_and(|m| m.contains(&name))
+            {
+                self.mechanisms.push(name);
             }
         }
-        Counted {
+        let counted = Counted {
             note: FlowNote::of(path, flow, unknown),
             hosts: [
                 (!class.client_roles.is_empty()).then(|| flow.client.ip()),
@@ -412,61 +437,56 @@ impl<'c> Counted<'c> {
                 "unknown" => Protection::Unknown,
                 _ => Protection::Encrypted,
             },
-            mechanisms,
-            findings,
-            keys,
-            bytes,
-            ends,
-        }
+            found_end: self.found.len(),
+            mechanisms_end: self.mechanisms.len(),
+        };
+        self.flows.push((self.text.len(), counted));
     }
 }
 
 impl Tally {
-    /// Count one judged flow and spill its findings (those a baseline knows counted only).
-    fn add(&mut self, c: Counted<'_>) -> io::Result<()> {
-        let Counted {
-            note,
-            hosts,
-            row,
-            protection,
-            mechanisms,
-            findings,
-            keys,
-            bytes,
-            ends,
-        } = c;
+    /// Count one judged flow and spill its findings (those a baseline knows counted only):
+    /// `found` and `mechanisms` are its own, `records` its task's.
+    fn add(
+        &mut self,
+        c: Counted<'_>,
+        found: &[Found<'_>],
+        records: &[u8],
+        mechanisms: &[Cow<'static, str>],
+    ) -> io::Result<()> {
         self.flows += 1;
-        self.coverage.add_note(note);
+        self.coverage.add_note(c.note);
         // Only hosts with roles are ever printed: a flood of spoofed sources would
         // otherwise make this set grow with the flows.
-        for ip in hosts.into_iter().flatten() {
+        for ip in c.hosts.into_iter().flatten() {
             self.hosts.insert(ip);
         }
-        with_row(&mut self.rows, row, |r| {
+        with_row(&mut self.rows, c.row, |r| {
             r.flows += 1;
-            match protection {
+            match c.protection {
                 Protection::Clear => r.clear += 1,
                 Protection::Unknown => r.unknown += 1,
                 Protection::Encrypted => r.encrypted += 1,
             }
             for m in mechanisms {
-                r.mechanisms.insert(m);
+                if !r.mechanisms.contains(m.as_ref()) {
+                    r.mechanisms.insert(m.to_string());
+                }
             }
         });
-        let mut start = 0;
-        for (((severity, row, known), key), end) in findings.into_iter().zip(keys).zip(ends) {
-            let record = bytes.get(start..end).unwrap_or_default();
-            start = end;
-            if known {
+        for f in found {
+            if f.known {
                 self.suppressed += 1;
                 continue;
             }
             self.finding_count += 1;
-            self.worst = self.worst.max(Some(severity));
-            with_row(&mut self.rows, row, |r| {
-                r.worst = r.worst.max(Some(severity))
+            self.worst = self.worst.max(Some(f.severity));
+            with_row(&mut self.rows, f.row, |r| {
+                r.worst = r.worst.max(Some(f.severity))
             });
-            self.findings.push(key, |b| b.extend_from_slice(record))?;
+            let record = records.get(f.record.clone()).unwrap_or_default();
+            self.findings
+                .push(f.key.clone(), |b| b.extend_from_slice(record))?;
         }
         Ok(())
     }
@@ -519,8 +539,7 @@ impl Gathered {
                     // threads, in order, each flow decoded, judged and freed on one
                     // thread. A task's flow objects go into one text buffer.
                     let judge = |chunk: &[(FlowKey, Vec<u8>)]| -> io::Result<Judged<'_>> {
-                        let mut text = Vec::new();
-                        let mut counted = Vec::with_capacity(chunk.len());
+                        let mut judged = Judged::default();
                         for (k, body) in chunk {
                             let mut d = Dec::new(body);
                             let flow = get_flow(&mut d)
@@ -532,28 +551,18 @@ impl Gathered {
                             sort_findings(&mut found);
                             if let Some(o) = options.as_ref().filter(|_| with_text) {
                                 // A flow object is 1-2 KB: grown once, not doubled from 8.
-                                text.reserve(2048);
+                                judged.text.reserve(2048);
                                 let view = AuditedView {
                                     flow: FlowView::new(path(file), &flow, o),
                                     data_paths: class.ids(),
                                     classification: &class,
                                 };
-                                serde_json::to_writer(&mut text, &view).map_err(super::json_io)?;
+                                serde_json::to_writer(&mut judged.text, &view)
+                                    .map_err(super::json_io)?;
                             }
-                            counted.push((
-                                text.len(),
-                                Counted::new(
-                                    file,
-                                    path(file),
-                                    &flow,
-                                    &class,
-                                    &found,
-                                    catalog,
-                                    known,
-                                ),
-                            ));
+                            judged.add(file, path(file), &flow, &class, &found, catalog, known);
                         }
-                        Ok((text, counted))
+                        Ok(judged)
                     };
                     let done: Vec<io::Result<Judged<'_>>> = match &pool {
                         Some(p) => p.install(|| raw.par_chunks(JUDGE_CHUNK).map(judge).collect()),
@@ -564,16 +573,23 @@ impl Gathered {
             },
             |done| {
                 for judged in done {
-                    let (text, counted) = judged?;
-                    let mut start = 0;
-                    for (end, c) in counted {
+                    let j = judged?;
+                    let (mut text_at, mut found_at, mut mechanisms_at) = (0, 0, 0);
+                    for (text_end, c) in j.flows {
                         if let Some((out, _)) = &mut flows_json {
                             out.write_all(if first { b"\n    " } else { b",\n    " })?;
-                            out.write_all(text.get(start..end).unwrap_or_default())?;
+                            out.write_all(j.text.get(text_at..text_end).unwrap_or_default())?;
                             first = false;
                         }
-                        start = end;
-                        t.add(c)?;
+                        text_at = text_end;
+                        let found = j.found.get(found_at..c.found_end).unwrap_or_default();
+                        let mechanisms = j
+                            .mechanisms
+                            .get(mechanisms_at..c.mechanisms_end)
+                            .unwrap_or_default();
+                        found_at = c.found_end;
+                        mechanisms_at = c.mechanisms_end;
+                        t.add(c, found, &j.records, mechanisms)?;
                     }
                 }
                 Ok(())

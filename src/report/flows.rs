@@ -14,6 +14,7 @@ use crate::flow::{endpoint, Endpoint, FileResult, FilterText, Flow, FlowSink, Tr
 use crate::model::{Anomaly, AuthEvent, TlsInfo};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 /// Identifies the JSON layout; bumped only when a field changes meaning or disappears.
@@ -112,7 +113,7 @@ impl<'a> TlsView<'a> {
 
 #[derive(Serialize)]
 struct AuthView<'a> {
-    mechanism: String,
+    mechanism: Cow<'static, str>,
     user: &'a Option<String>,
     cleartext: bool,
     secret: Option<String>,
@@ -517,7 +518,7 @@ impl<W: Write + Send> FlowWriter<W> {
 fn auth_summary(f: &Flow) -> String {
     let mut v: Vec<String> = Vec::new();
     for a in &f.posture.auth {
-        let mut s = a.mechanism.name();
+        let mut s = a.mechanism.name().into_owned();
         if a.cleartext {
             s.push('!');
         }
