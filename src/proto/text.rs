@@ -213,6 +213,12 @@ pub fn b64(text: &[u8]) -> Option<Vec<u8>> {
 /// Bytes as a short printable string for a fact (lossy UTF-8, control characters
 /// replaced, at most [`MAX_VALUE_CHARS`] characters).
 pub fn printable(b: &[u8]) -> String {
+    // Most values are short printable ASCII: one copy, no walk by character.
+    if b.len() <= MAX_VALUE_CHARS && b.iter().all(|c| (b' '..=b'~').contains(c)) {
+        if let Ok(s) = std::str::from_utf8(b) {
+            return s.to_owned();
+        }
+    }
     String::from_utf8_lossy(b)
         .chars()
         .take(MAX_VALUE_CHARS)
@@ -241,7 +247,9 @@ pub fn is_keyword(b: &[u8]) -> bool {
 
 /// Upper-case printable copy of a keyword.
 pub fn upper(b: &[u8]) -> String {
-    printable(b).to_ascii_uppercase()
+    let mut s = printable(b);
+    s.make_ascii_uppercase();
+    s
 }
 
 /// The text protocol a [`Sasl`] exchange runs in: names its contexts and anomalies.
@@ -471,6 +479,18 @@ fn oauth_fields(raw: &[u8]) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_keeps_text_and_marks_control_characters() {
+        assert_eq!(printable(b"EHLO mail.contoso.com"), "EHLO mail.contoso.com");
+        assert_eq!(printable(b"a\tb\x7fc\r"), "a.b.c.");
+        assert_eq!(printable(b"caf\xc3\xa9 \xff"), "caf\u{e9} \u{fffd}");
+        let long = vec![b'x'; MAX_VALUE_CHARS + 5];
+        assert_eq!(printable(&long), "x".repeat(MAX_VALUE_CHARS));
+        let long_utf8 = "\u{e9}".repeat(MAX_VALUE_CHARS + 5);
+        assert_eq!(printable(long_utf8.as_bytes()).chars().count(), MAX_VALUE_CHARS);
+        assert_eq!(upper(b"starttls\x01"), "STARTTLS.");
+    }
 
     #[test]
     fn lines_cut_crlf_and_lf_and_cap_long_ones() {
