@@ -40,7 +40,7 @@ use crate::catalog::roles::Roles;
 use crate::catalog::{Role, Vocabulary};
 use crate::flow::hash::FlowHash;
 use crate::flow::{Endpoint, FilterText, Flow, Transport};
-use crate::proto::uuids::INTERFACES;
+use crate::proto::uuids::{lookup, Uuid};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -593,9 +593,8 @@ impl RoleInference {
                 let Ok(mapped) = mapped.parse::<std::net::SocketAddr>() else {
                     continue;
                 };
-                let name = INTERFACES
-                    .iter()
-                    .find(|i| i.uuid.to_string() == uuid)
+                let name = Uuid::from_text(uuid)
+                    .and_then(|u| lookup(&u))
                     .map(|i| i.name);
                 let kind = match name {
                     Some("emsmdb" | "asyncemsmdb") => Kind::EpmMapi,

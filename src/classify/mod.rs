@@ -12,7 +12,7 @@ pub mod infer;
 pub mod paths;
 
 use crate::flow::{Flow, FlowSink};
-use crate::proto::uuids::INTERFACES;
+use crate::proto::uuids::{lookup, Uuid};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
@@ -46,9 +46,8 @@ impl<'a> EpmLabels<'a> {
             let Ok(at) = endpoint.parse::<SocketAddr>() else {
                 continue;
             };
-            let name = INTERFACES
-                .iter()
-                .find(|i| i.uuid.to_string() == uuid)
+            let name = Uuid::from_text(uuid)
+                .and_then(|u| lookup(&u))
                 .map_or_else(|| uuid.to_string(), |i| i.name.to_string());
             if self.map.insert(at, name).is_none() {
                 self.order.push_back(at);

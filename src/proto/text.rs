@@ -488,7 +488,10 @@ mod tests {
         let long = vec![b'x'; MAX_VALUE_CHARS + 5];
         assert_eq!(printable(&long), "x".repeat(MAX_VALUE_CHARS));
         let long_utf8 = "\u{e9}".repeat(MAX_VALUE_CHARS + 5);
-        assert_eq!(printable(long_utf8.as_bytes()).chars().count(), MAX_VALUE_CHARS);
+        assert_eq!(
+            printable(long_utf8.as_bytes()).chars().count(),
+            MAX_VALUE_CHARS
+        );
         assert_eq!(upper(b"starttls\x01"), "STARTTLS.");
     }
 

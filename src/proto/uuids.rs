@@ -51,6 +51,31 @@ impl Uuid {
         Some(Uuid(out))
     }
 
+    /// Read a UUID as [`Display`](fmt::Display) writes it (lower-case hex, dashes after
+    /// the 4th, 6th, 8th and 10th bytes); `None` for any other text.
+    pub fn from_text(s: &str) -> Option<Uuid> {
+        let b = s.as_bytes();
+        if b.len() != 36 {
+            return None;
+        }
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; UUID_LEN];
+        let mut at = 0;
+        for (n, byte) in out.iter_mut().enumerate() {
+            if matches!(n, 4 | 6 | 8 | 10) {
+                (b.get(at) == Some(&b'-')).then_some(())?;
+                at += 1;
+            }
+            *byte = (digit(*b.get(at)?)? << 4) | digit(*b.get(at + 1)?)?;
+            at += 2;
+        }
+        Some(Uuid(out))
+    }
+
     /// True when the first `n` bytes (canonical order) equal `prefix`'s.
     pub fn starts_with(&self, prefix: &Uuid, n: usize) -> bool {
         n <= UUID_LEN && self.0.get(..n) == prefix.0.get(..n)
@@ -214,6 +239,29 @@ pub fn is_bind_time_feature(uuid: &Uuid) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_uuids_read_back_as_display_writes_them() {
+        for i in INTERFACES {
+            let text = i.uuid.to_string();
+            assert_eq!(Uuid::from_text(&text), Some(i.uuid), "{text}");
+            assert_eq!(
+                lookup(&Uuid::from_text(&text).unwrap_or(Uuid([0; 16]))).map(|f| f.name),
+                Some(i.name)
+            );
+        }
+        let emsmdb = "a4f1db00-ca47-1067-b31f-00dd010662da";
+        assert!(Uuid::from_text(emsmdb).is_some());
+        for bad in [
+            "A4F1DB00-CA47-1067-B31F-00DD010662DA",
+            "a4f1db00ca47-1067-b31f-00dd010662da-",
+            "a4f1db00-ca47-1067-b31f-00dd010662d",
+            "a4f1db00-ca47-1067-b31f-00dd010662dz",
+            "",
+        ] {
+            assert_eq!(Uuid::from_text(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn emsmdb_wire_bytes_read_little_endian() {
