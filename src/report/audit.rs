@@ -634,25 +634,37 @@ impl Audit {
         pool: Option<&rayon::ThreadPool>,
         mut each: impl FnMut(&[Located]) -> io::Result<()>,
     ) -> io::Result<()> {
-        let mut merge = self.findings.merge()?;
-        // Merging and decoding the next window overlaps writing this one.
-        overlapped(
-            self.threads,
-            move |send| loop {
-                let raw = merge.take(WINDOW)?;
-                if raw.is_empty() {
-                    return Ok(());
-                }
+        self.each_finding_window(
+            |raw| {
                 let decode = |(k, body): &(FindingKey, Vec<u8>)| located(k, body);
                 let window: Option<Vec<Located>> = match pool {
                     Some(p) => p.install(|| raw.par_iter().with_min_len(256).map(decode).collect()),
                     None => raw.iter().map(decode).collect(),
                 };
-                if !send(window.ok_or_else(damaged_record)?) {
+                window.ok_or_else(damaged_record)
+            },
+            |window| each(&window),
+        )
+    }
+
+    /// Every finding record in report order, a window at a time: `work` makes of each
+    /// window what `consume` takes on this thread, the next window's merging and work
+    /// overlapping this one's consuming.
+    fn each_finding_window<T: Send>(
+        &mut self,
+        work: impl Fn(&[(FindingKey, Vec<u8>)]) -> io::Result<T> + Send,
+        consume: impl FnMut(T) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut merge = self.findings.merge()?;
+        overlapped(
+            self.threads,
+            move |send| loop {
+                let raw = merge.take(WINDOW)?;
+                if raw.is_empty() || !send(work(&raw)?) {
                     return Ok(());
                 }
             },
-            |window| each(&window),
+            consume,
         )
     }
 
@@ -667,7 +679,6 @@ impl Audit {
         (first, rest): Separators,
         render: impl Fn(&Located, &mut Vec<u8>) -> io::Result<()> + Sync,
     ) -> io::Result<()> {
-        let mut merge = self.findings.merge()?;
         let chunk_text = |chunk: &[(FindingKey, Vec<u8>)]| -> io::Result<(Vec<u8>, Vec<usize>)> {
             let mut text = Vec::new();
             let mut ends = Vec::with_capacity(chunk.len());
@@ -679,23 +690,18 @@ impl Audit {
             Ok((text, ends))
         };
         let mut sep = first;
-        // Merging the next window overlaps writing this one.
-        overlapped(
-            self.threads,
-            move |send| loop {
-                let raw = merge.take(WINDOW)?;
-                if raw.is_empty() {
-                    return Ok(());
-                }
-                let texts: Vec<io::Result<(Vec<u8>, Vec<usize>)>> = match pool {
-                    Some(p) => p.install(|| raw.par_chunks(SER_CHUNK).map(chunk_text).collect()),
+        self.each_finding_window(
+            |raw| {
+                Ok(match pool {
+                    Some(p) => p.install(|| {
+                        raw.par_chunks(SER_CHUNK)
+                            .map(chunk_text)
+                            .collect::<Vec<_>>()
+                    }),
                     None => raw.chunks(SER_CHUNK).map(chunk_text).collect(),
-                };
-                if !send(texts) {
-                    return Ok(());
-                }
+                })
             },
-            |texts| {
+            |texts: Vec<io::Result<(Vec<u8>, Vec<usize>)>>| {
                 for t in texts {
                     let (text, ends) = t?;
                     let mut start = 0;
