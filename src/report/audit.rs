@@ -362,6 +362,8 @@ struct Judged<'c> {
 /// What counting needs of one flow; its findings and mechanisms end at `found_end`
 /// and `mechanisms_end` of its [`Judged`].
 struct Counted<'c> {
+    /// The capture's index.
+    file: usize,
     note: FlowNote,
     /// The client, then the server, when the host has a role (only those are printed).
     hosts: [Option<IpAddr>; 2],
@@ -390,7 +392,6 @@ impl<'c> Judged<'c> {
     fn add(
         &mut self,
         file: usize,
-        path: &str,
         flow: &Flow,
         class: &Classification,
         found: &[Finding],
@@ -402,6 +403,7 @@ impl<'c> Judged<'c> {
             .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
             .map(|f| f.observed.clone())
             .or_else(|| unknown_encryption(flow));
+        let index = file;
         let file = u32::try_from(file).unwrap_or(u32::MAX);
         for f in found {
             let start = self.records.len();
@@ -426,7 +428,8 @@ impl<'c> Judged<'c> {
             }
         }
         let counted = Counted {
-            note: FlowNote::of(path, flow, unknown),
+            file: index,
+            note: FlowNote::of(flow, unknown),
             hosts: [
                 (!class.client_roles.is_empty()).then(|| flow.client.ip()),
                 (!class.server_roles.is_empty()).then(|| flow.server.ip()),
@@ -445,17 +448,18 @@ impl<'c> Judged<'c> {
 }
 
 impl Tally {
-    /// Count one judged flow and spill its findings (those a baseline knows counted only):
-    /// `found` and `mechanisms` are its own, `records` its task's.
+    /// Count one judged flow of capture `path` and spill its findings (those a baseline
+    /// knows counted only): `found` and `mechanisms` are its own, `records` its task's.
     fn add(
         &mut self,
+        path: &str,
         c: Counted<'_>,
         found: &[Found<'_>],
         records: &[u8],
         mechanisms: &[Cow<'static, str>],
     ) -> io::Result<()> {
         self.flows += 1;
-        self.coverage.add_note(c.note);
+        self.coverage.add_note(path, c.note);
         // Only hosts with roles are ever printed: a flood of spoofed sources would
         // otherwise make this set grow with the flows.
         for ip in c.hosts.into_iter().flatten() {
@@ -560,7 +564,7 @@ impl Gathered {
                                 serde_json::to_writer(&mut judged.text, &view)
                                     .map_err(super::json_io)?;
                             }
-                            judged.add(file, path(file), &flow, &class, &found, catalog, known);
+                            judged.add(file, &flow, &class, &found, catalog, known);
                         }
                         Ok(judged)
                     };
@@ -589,7 +593,7 @@ impl Gathered {
                             .unwrap_or_default();
                         found_at = c.found_end;
                         mechanisms_at = c.mechanisms_end;
-                        t.add(c, found, &j.records, mechanisms)?;
+                        t.add(path(c.file), c, found, &j.records, mechanisms)?;
                     }
                 }
                 Ok(())

@@ -56,15 +56,29 @@ pub struct FlowNote {
     ooo: u64,
     /// Bit `i`: the flow has an anomaly of `CAP_ANOMALIES[i]`.
     caps: u64,
-    unknown: Option<Box<UnknownFlow>>,
+    unknown: Option<Unknown>,
 }
+
+/// A flow whose verdict is unknown: why, and what names it, made into an
+/// [`UnknownFlow`] only while the report still lists them.
+#[derive(Debug)]
+struct Unknown {
+    reason: String,
+    transport: Transport,
+    stream: Option<u64>,
+    client: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+}
+
+// One bit per kind of capped anomaly in `FlowNote::caps`.
+const _: () = assert!(CAP_ANOMALIES.len() <= 64);
 
 impl FlowNote {
     /// `unknown` is why the flow's verdict is unknown, if it is.
-    pub fn of(file: &str, f: &Flow, unknown: Option<String>) -> FlowNote {
+    pub fn of(f: &Flow, unknown: Option<String>) -> FlowNote {
         let p = &f.posture;
         let mut caps = 0u64;
-        for (i, (kind, _)) in CAP_ANOMALIES.iter().enumerate().take(64) {
+        for (i, (kind, _)) in CAP_ANOMALIES.iter().enumerate() {
             if p.anomalies.iter().any(|a| a.kind == *kind) {
                 caps |= 1 << i;
             }
@@ -78,16 +92,12 @@ impl FlowNote {
             gap_bytes: f.reassembly[0].gap_bytes + f.reassembly[1].gap_bytes,
             ooo: f.reassembly[0].cap_hits + f.reassembly[1].cap_hits,
             caps,
-            unknown: unknown.map(|reason| {
-                Box::new(UnknownFlow {
-                    file: file.to_string(),
-                    transport: f.transport.name(),
-                    stream: f.stream,
-                    client: crate::flow::endpoint(&f.client, f.transport.has_ports()),
-                    server: crate::flow::endpoint(&f.server, f.transport.has_ports()),
-                    filter: f.display_filter(),
-                    reason,
-                })
+            unknown: unknown.map(|reason| Unknown {
+                reason,
+                transport: f.transport,
+                stream: f.stream,
+                client: f.client,
+                server: f.server,
             }),
         }
     }
@@ -180,11 +190,11 @@ impl Coverage {
 
     /// Counts one flow; `unknown` is why its verdict is unknown, if it is.
     pub fn add_flow(&mut self, file: &str, f: &Flow, unknown: Option<String>) {
-        self.add_note(FlowNote::of(file, f, unknown));
+        self.add_note(file, FlowNote::of(f, unknown));
     }
 
-    /// Counts one flow from what [`FlowNote::of`] took of it.
-    pub fn add_note(&mut self, n: FlowNote) {
+    /// Counts one flow of capture `file` from what [`FlowNote::of`] took of it.
+    pub fn add_note(&mut self, file: &str, n: FlowNote) {
         self.flows += 1;
         self.flows_start_not_seen += u64::from(n.start_not_seen);
         self.flows_tls_handshake_not_seen += u64::from(n.tls_handshake_not_seen);
@@ -205,7 +215,22 @@ impl Coverage {
         if let Some(u) = n.unknown {
             self.unknown_verdict_count += 1;
             if self.unknown_verdict.len() < MAX_LISTED_UNKNOWN {
-                self.unknown_verdict.push(*u);
+                let ports = u.transport.has_ports();
+                self.unknown_verdict.push(UnknownFlow {
+                    file: file.to_string(),
+                    transport: u.transport.name(),
+                    stream: u.stream,
+                    client: crate::flow::endpoint(&u.client, ports),
+                    server: crate::flow::endpoint(&u.server, ports),
+                    filter: crate::flow::filter_for(
+                        u.transport,
+                        u.stream,
+                        u.client.ip(),
+                        u.server.ip(),
+                    )
+                    .to_string(),
+                    reason: u.reason,
+                });
             }
         }
     }
