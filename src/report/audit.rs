@@ -1319,6 +1319,53 @@ mod tests {
         (out, a.spilled())
     }
 
+    /// A spilled record that does not read back (a damaged temporary file) stops the
+    /// report with an error saying so, for any thread count, flows and findings alike.
+    #[test]
+    fn a_damaged_spilled_record_is_an_error() {
+        let sources = [Source::Path(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/exchange-scenarios.pcapng"),
+        )];
+        let catalog = Catalog::builtin().unwrap();
+        let damaged = |e: io::Error| e.to_string().contains("does not read back");
+        for threads in [1, 2] {
+            let cfg = EngineConfig {
+                threads,
+                ..Default::default()
+            };
+            let mut g = gather(&sources, &cfg, None, DEFAULT_MAX_AUDIT_FLOWS, 2000).unwrap();
+            let mut last =
+                crate::flow::Flow::sample(crate::flow::Transport::Tcp, "10.9.9.9:1", "10.9.9.8:2");
+            last.stream = Some(u64::MAX);
+            g.flows
+                .push(FlowKey::of(0, &last), |b| {
+                    b.extend_from_slice(b"\x01 not a flow")
+                })
+                .unwrap();
+            let mut out = Vec::new();
+            let err = write_json(&mut out, g, &catalog, None, &Options::default()).err();
+            assert!(err.is_some_and(damaged), "threads {threads}");
+
+            let g = gather(&sources, &cfg, None, DEFAULT_MAX_AUDIT_FLOWS, 2000).unwrap();
+            let mut a = g.judge(&catalog, None, None).unwrap();
+            let mut some = None;
+            a.each_finding(|w| {
+                some = some.take().or_else(|| w.first().map(|l| l.finding.clone()));
+                Ok(())
+            })
+            .unwrap();
+            let finding = some.expect("the fixture has findings");
+            a.findings
+                .push(FindingKey::of(0, &finding), |b| {
+                    b.extend_from_slice(b"\xff")
+                })
+                .unwrap();
+            assert!(write_sarif(&mut out, &mut a).err().is_some_and(damaged));
+            assert!(write_jsonl(&mut out, &mut a).err().is_some_and(damaged));
+        }
+    }
+
     #[test]
     fn a_budget_of_a_few_records_gives_the_same_reports() {
         let (memory, none) = reports(DEFAULT_SPILL_BUDGET, 2);
