@@ -26,6 +26,7 @@ use crate::classify::paths::{classify, Classification};
 use crate::findings::{evaluate, sort_findings, Finding, Severity};
 use crate::flow::pipeline::analyze_file;
 use crate::flow::{EngineConfig, FileResult, Flow, FlowSink};
+use crate::model::Encryption;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -388,7 +389,6 @@ struct Found<'c> {
 
 impl<'c> Judged<'c> {
     /// Add a judged flow (its JSON object is already in `text`).
-    #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
         file: usize,
@@ -403,8 +403,7 @@ impl<'c> Judged<'c> {
             .find(|f| f.rule == crate::findings::rule::UNKNOWN_VISIBILITY)
             .map(|f| f.observed.clone())
             .or_else(|| unknown_encryption(flow));
-        let index = file;
-        let file = u32::try_from(file).unwrap_or(u32::MAX);
+        let key_file = u32::try_from(file).unwrap_or(u32::MAX);
         for f in found {
             let start = self.records.len();
             put_finding(&mut self.records, f);
@@ -412,7 +411,7 @@ impl<'c> Judged<'c> {
                 severity: f.severity,
                 row: row_id(catalog, f.data_path.as_deref()),
                 known: known.is_some_and(|k| k.contains(&f.fingerprint)),
-                key: FindingKey::of(file, f),
+                key: FindingKey::of(key_file, f),
                 record: start..self.records.len(),
             });
         }
@@ -428,16 +427,16 @@ impl<'c> Judged<'c> {
             }
         }
         let counted = Counted {
-            file: index,
+            file,
             note: FlowNote::of(flow, unknown),
             hosts: [
                 (!class.client_roles.is_empty()).then(|| flow.client.ip()),
                 (!class.server_roles.is_empty()).then(|| flow.server.ip()),
             ],
             row: row_id(catalog, class.best().map(|p| p.id.as_str())),
-            protection: match flow.posture.encryption.as_str() {
-                "none" => Protection::Clear,
-                "unknown" => Protection::Unknown,
+            protection: match flow.posture.encryption {
+                Encryption::None => Protection::Clear,
+                Encryption::Unknown => Protection::Unknown,
                 _ => Protection::Encrypted,
             },
             found_end: self.found.len(),
