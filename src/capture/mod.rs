@@ -7,7 +7,12 @@
 //! error naming its byte offset *after* every frame before it has been delivered, so the
 //! caller can report a partial result.
 
+mod blocks;
+
+pub use blocks::FrameSink;
+
 use crate::error::CaptureError;
+use blocks::{offset_in, Blocks, OpenError, Refilled};
 use pcap_parser::pcapng::Block;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use std::io::{self, Read};
@@ -268,24 +273,45 @@ pub fn read_capture_until(
     summary: &mut FileSummary,
     mut on_frame: impl FnMut(&Frame) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
+    struct Calls<F>(F);
+    impl<F: FnMut(&Frame) -> ControlFlow<()>> FrameSink for Calls<F> {
+        fn frame(&mut self, frame: &Frame, _start: usize) -> ControlFlow<()> {
+            (self.0)(frame)
+        }
+        fn hands_off(&self) -> bool {
+            false
+        }
+    }
+    read_capture_into(source, max_record, summary, &mut Calls(&mut on_frame))
+}
+
+/// [`read_capture_until`] with the frames going to `sink`. When it hands buffers on,
+/// the reader reads into buffers from [`FrameSink::fresh`] and hands each one to
+/// [`FrameSink::done`] when it needs the next (and the last when the read ends, error
+/// or not), so that frames need not be copied out of it: each frame comes with the
+/// offset of its bytes in the buffer being filled.
+pub fn read_capture_into(
+    source: &Source,
+    max_record: u32,
+    summary: &mut FileSummary,
+    sink: &mut dyn FrameSink,
+) -> Result<(), CaptureError> {
     let path = source.display();
     summary.path = path.display().to_string();
     let (reader, compression) = open(source)?;
     summary.compression = compression.to_string();
-    let mut rd = match pcap_parser::create_reader(READ_BUFFER, reader) {
+    let mut rd = match Blocks::open(reader) {
         Ok(r) => r,
-        Err(PcapError::Eof) => return Err(CaptureError::Empty { path }),
-        Err(PcapError::Incomplete(_)) | Err(PcapError::UnexpectedEof) => {
-            return Err(CaptureError::TruncatedHeader { path, len: 0 })
-        }
-        Err(PcapError::ReadError) => {
+        Err(OpenError::Empty) => return Err(CaptureError::Empty { path }),
+        Err(OpenError::Truncated) => return Err(CaptureError::TruncatedHeader { path, len: 0 }),
+        Err(OpenError::Read) => {
             return Err(CaptureError::Read {
                 path,
                 offset: 0,
                 detail: "read failed (a compressed stream may be corrupt)".into(),
             })
         }
-        Err(_) => {
+        Err(OpenError::NotRecognized) => {
             // Re-open to show the first bytes the user gave us.
             let magic = open(source)
                 .ok()
@@ -304,14 +330,25 @@ pub fn read_capture_until(
             return Err(CaptureError::BadMagic { path, magic });
         }
     };
+    let res = read_blocks(source, &mut rd, max_record, summary, sink);
+    rd.finish(sink);
+    res
+}
 
+fn read_blocks(
+    source: &Source,
+    rd: &mut Blocks,
+    max_record: u32,
+    summary: &mut FileSummary,
+    sink: &mut dyn FrameSink,
+) -> Result<(), CaptureError> {
+    let path = source.display();
     let mut number: u64 = 0;
     let mut offset: u64 = 0;
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut legacy_linktype: u32 = 1;
     let mut legacy_nsec = false;
     let mut last_ts: i64 = i64::MIN;
-    let mut buffer_size = READ_BUFFER;
     let mut section_be = false;
     let mut legacy_be = false;
 
@@ -342,7 +379,8 @@ pub fn read_capture_until(
                 ));
             }
         }
-        match rd.next() {
+        let (next, buffer) = rd.next();
+        match next {
             Ok((consumed, block)) => {
                 let mut frame: Option<Frame> = None;
                 let mut skip_frame = false;
@@ -468,7 +506,11 @@ pub fn read_capture_until(
                         summary.ts_backwards += 1;
                     }
                     last_ts = f.ts_ns;
-                    if on_frame(&f).is_break() {
+                    // Every frame's bytes are a slice of the block, itself in the buffer;
+                    // an empty one may not be, and its offset does not matter.
+                    let at = offset_in(buffer, f.data).unwrap_or(0);
+                    debug_assert!(f.data.is_empty() || offset_in(buffer, f.data).is_some());
+                    if sink.frame(&f, at).is_break() {
                         summary.bytes = offset + consumed as u64;
                         return Ok(());
                     }
@@ -476,39 +518,46 @@ pub fn read_capture_until(
                 offset += consumed as u64;
                 summary.bytes = offset;
                 // No shift per record: `refill` moves only the unread tail, once per buffer.
-                rd.consume_noshift(consumed);
+                rd.consume(consumed);
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => {
                 if let Some(e) = over_cap(rd.data(), summary, legacy_be, section_be) {
                     return Err(e);
                 }
-                if rd.refill().is_err() {
-                    return Err(CaptureError::Read {
-                        path,
-                        offset,
-                        detail: "read failed (a compressed stream may be corrupt)".into(),
-                    });
+                match rd.refill(sink) {
+                    Ok(Refilled::Read) => {}
+                    Ok(Refilled::Stopped) => return Ok(()),
+                    Err(_) => {
+                        return Err(CaptureError::Read {
+                            path,
+                            offset,
+                            detail: "read failed (a compressed stream may be corrupt)".into(),
+                        })
+                    }
                 }
             }
             Err(PcapError::BufferTooSmall) => {
                 if let Some(e) = over_cap(rd.data(), summary, legacy_be, section_be) {
                     return Err(e);
                 }
-                if buffer_size >= MAX_BUFFER {
+                if rd.capacity() >= MAX_BUFFER {
                     return Err(damaged(
                         offset,
                         format!("record larger than {} MiB", MAX_BUFFER >> 20),
                     ));
                 }
-                buffer_size *= 2;
-                rd.grow(buffer_size);
-                if rd.refill().is_err() {
-                    return Err(CaptureError::Read {
-                        path,
-                        offset,
-                        detail: "read failed".into(),
-                    });
+                rd.grow(rd.capacity() * 2);
+                match rd.refill(sink) {
+                    Ok(Refilled::Read) => {}
+                    Ok(Refilled::Stopped) => return Ok(()),
+                    Err(_) => {
+                        return Err(CaptureError::Read {
+                            path,
+                            offset,
+                            detail: "read failed".into(),
+                        })
+                    }
                 }
             }
             Err(PcapError::UnexpectedEof) => {
@@ -596,3 +645,6 @@ fn parse_obsolete_packet<'a>(
         orig_len: orig,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,9 @@
 use super::shard::{Kind, Msg, PacketMsg, Shard, ShardConfig, MAX_UNSENT, NO_BYTES};
 use super::table::{Event, FlowLimits, PacketView, Table, TableStats};
 use super::{Flow, ReassemblyLimits, Transport};
-use crate::capture::{read_capture_capped, read_capture_until, FileSummary, Frame, Source};
+use crate::capture::{
+    read_capture_capped, read_capture_into, FileSummary, Frame, FrameSink, Source, READ_BUFFER,
+};
 use crate::decode::{DecodeStats, Decoder, DefragLimits, Outcome, L4};
 use crate::error::CaptureError;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -531,12 +533,9 @@ impl<'a> Progress<'a> {
     }
 }
 
-/// Captured bytes per batch of frames handed from the framing thread.
-const FRAME_BATCH_BYTES: usize = 512 * 1024;
-/// Frames per batch.
-pub(super) const FRAME_BATCH_FRAMES: usize = 4096;
-/// Batches of frames in flight: bounds memory whatever the file size.
-pub(super) const FRAME_BATCHES_IN_FLIGHT: usize = 8;
+/// Batches of frames in flight: bounds memory whatever the file size. A batch is one
+/// read buffer ([`crate::capture::READ_BUFFER`]) and the frames in it.
+pub(super) const FRAME_BATCHES_IN_FLIGHT: usize = 4;
 
 /// A frame of a [`FrameBatch`], its bytes at `start..start + len` of the batch's data.
 struct FrameMeta {
@@ -548,32 +547,57 @@ struct FrameMeta {
     len: usize,
 }
 
+/// A read buffer, as the reader filled it, and the frames in it: the frames are not
+/// copied out of the buffer the file was read into.
 #[derive(Default)]
 struct FrameBatch {
     frames: Vec<FrameMeta>,
     data: Vec<u8>,
 }
 
-impl FrameBatch {
-    fn push(&mut self, frame: &Frame) {
+/// The framing thread's side of the batches: the frames of the buffer being read into,
+/// and the channels.
+struct Batcher<'a> {
+    frames: Vec<FrameMeta>,
+    /// The frame vector of the returned batch whose buffer is being read into.
+    spare: Vec<FrameMeta>,
+    full: Sender<FrameBatch>,
+    empty: Receiver<FrameBatch>,
+    progress: Progress<'a>,
+}
+
+impl FrameSink for Batcher<'_> {
+    fn frame(&mut self, frame: &Frame, start: usize) -> ControlFlow<()> {
+        self.progress.frame(frame);
         self.frames.push(FrameMeta {
             number: frame.number,
             ts_ns: frame.ts_ns,
             linktype: frame.linktype,
             orig_len: frame.orig_len,
-            start: self.data.len(),
+            start,
             len: frame.data.len(),
         });
-        self.data.extend_from_slice(frame.data);
+        ControlFlow::Continue(())
     }
 
-    /// Empty for reuse. A batch that had to grow for a huge record (a frame can reach
-    /// [`crate::capture::MAX_BUFFER`]) gives that memory back rather than keep it.
-    fn clear(&mut self) {
-        self.frames.clear();
-        self.data.clear();
-        if self.data.capacity() > 2 * FRAME_BATCH_BYTES {
-            self.data = Vec::new();
+    fn fresh(&mut self) -> Vec<u8> {
+        match self.empty.try_recv() {
+            Ok(b) => {
+                self.spare = b.frames;
+                b.data
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn done(&mut self, data: Vec<u8>) -> ControlFlow<()> {
+        let mut frames = std::mem::take(&mut self.spare);
+        frames.clear();
+        std::mem::swap(&mut frames, &mut self.frames);
+        match self.full.send(FrameBatch { frames, data }) {
+            Ok(()) => ControlFlow::Continue(()),
+            // The decoding side is gone (it panicked): stop reading.
+            Err(_) => ControlFlow::Break(()),
         }
     }
 }
@@ -592,25 +616,15 @@ pub(super) fn framed(
         let (full_tx, full_rx) = bounded::<FrameBatch>(FRAME_BATCHES_IN_FLIGHT);
         let (empty_tx, empty_rx) = unbounded::<FrameBatch>();
         let framer = scope.spawn(move || {
-            let mut progress = Progress::new(cfg);
-            let mut batch = FrameBatch::default();
-            let res = read_capture_until(source, cfg.max_record, summary, |frame| {
-                progress.frame(frame);
-                batch.push(frame);
-                if batch.frames.len() >= FRAME_BATCH_FRAMES || batch.data.len() >= FRAME_BATCH_BYTES
-                {
-                    let fresh = empty_rx.try_recv().unwrap_or_default();
-                    if full_tx.send(std::mem::replace(&mut batch, fresh)).is_err() {
-                        // The decoding side is gone (it panicked): stop reading.
-                        return ControlFlow::Break(());
-                    }
-                }
-                ControlFlow::Continue(())
-            });
-            progress.finish();
-            if !batch.frames.is_empty() {
-                let _ = full_tx.send(batch);
-            }
+            let mut batcher = Batcher {
+                frames: Vec::new(),
+                spare: Vec::new(),
+                full: full_tx,
+                empty: empty_rx,
+                progress: Progress::new(cfg),
+            };
+            let res = read_capture_into(source, cfg.max_record, summary, &mut batcher);
+            batcher.progress.finish();
             res
         });
         for mut batch in &full_rx {
@@ -624,7 +638,11 @@ pub(super) fn framed(
                 };
                 each(&frame);
             }
-            batch.clear();
+            batch.frames.clear();
+            // A buffer grown for a huge record gives that memory back rather than keep it.
+            if batch.data.len() > 2 * READ_BUFFER {
+                batch.data = Vec::new();
+            }
             let _ = empty_tx.send(batch);
         }
         match framer.join() {

@@ -588,7 +588,7 @@ fn a_damaged_capture_gives_the_same_partial_result_with_any_thread_count() {
 #[test]
 fn a_panic_while_decoding_stops_the_framing_thread() {
     let frame = udp(sa("10.0.0.1:5000"), sa("10.0.0.2:53"), b"x");
-    let cap = timed(T0, MS, vec![frame; 200_000]);
+    let cap = timed(T0, MS, vec![frame; 400_000]);
     let source = Source::Bytes(pcap_bytes(&cap).into());
     let cfg = EngineConfig::default();
     let mut summary = crate::capture::FileSummary::default();
@@ -601,16 +601,24 @@ fn a_panic_while_decoding_stops_the_framing_thread() {
     }));
     assert!(r.is_err());
     assert_eq!(seen, 10);
-    // What was in flight (the queue, the batch being filled, the one being decoded)
-    // and no more: far from the 200 000 of the capture.
-    use super::pipeline::{FRAME_BATCHES_IN_FLIGHT, FRAME_BATCH_FRAMES};
-    let in_flight = (FRAME_BATCHES_IN_FLIGHT + 2) * FRAME_BATCH_FRAMES;
-    assert!(in_flight < 100_000);
+    // What was in flight (the queue, the buffer being read into, the one being
+    // decoded) and no more: far from the whole capture.
+    use super::pipeline::FRAME_BATCHES_IN_FLIGHT;
+    let in_flight = (FRAME_BATCHES_IN_FLIGHT + 2) * crate::capture::READ_BUFFER;
+    let whole = summary_len(&source);
+    assert!(2 * in_flight < whole, "{in_flight} of {whole}");
     assert!(
-        summary.frames <= in_flight as u64,
-        "{} frames read after the panic",
-        summary.frames
+        summary.bytes <= in_flight as u64,
+        "{} bytes of {whole} read after the panic",
+        summary.bytes
     );
+}
+
+fn summary_len(source: &Source) -> usize {
+    match source {
+        Source::Bytes(b) => b.len(),
+        _ => unreachable!("a capture in memory"),
+    }
 }
 
 #[test]
