@@ -243,15 +243,61 @@ pub fn gather(
 /// stops early when `each` returns false.
 fn each_window(
     spill: &mut Spill<FlowKey>,
-    mut each: impl FnMut(Vec<(FlowKey, Vec<u8>)>) -> bool,
+    threads: usize,
+    each: impl FnMut(Vec<(FlowKey, Vec<u8>)>) -> bool,
 ) -> io::Result<()> {
     let mut merge = spill.merge()?;
-    loop {
-        let raw = merge.take(WINDOW)?;
-        if raw.is_empty() || !each(raw) {
-            return Ok(());
+    windows_ahead(threads, move || merge.take(WINDOW), each)
+}
+
+/// Hands the windows `take` returns to `each`, in order, until `take` returns an empty
+/// one or `each` returns false. With more than one thread, `take` (merging sorted runs,
+/// one thread's work) runs one window ahead on a thread of its own, so that merging the
+/// next window overlaps the parallel work on this one instead of leaving the pool idle
+/// while it merges. An error from `take` comes after every window before it.
+fn windows_ahead<X: Send>(
+    threads: usize,
+    mut take: impl FnMut() -> io::Result<Vec<X>> + Send,
+    mut each: impl FnMut(Vec<X>) -> bool,
+) -> io::Result<()> {
+    if threads <= 1 {
+        loop {
+            let raw = take()?;
+            if raw.is_empty() || !each(raw) {
+                return Ok(());
+            }
         }
     }
+    std::thread::scope(|s| {
+        let (tx, rx) = crossbeam_channel::bounded::<io::Result<Vec<X>>>(1);
+        let merger = s.spawn(move || loop {
+            let r = take();
+            let last = !matches!(&r, Ok(raw) if !raw.is_empty());
+            if tx.send(r).is_err() || last {
+                return;
+            }
+        });
+        let mut res = Ok(());
+        for r in &rx {
+            match r {
+                Ok(raw) => {
+                    if raw.is_empty() || !each(raw) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        // A merger waiting to send finds the channel closed and stops.
+        drop(rx);
+        merger
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        res
+    })
 }
 
 /// Flows decoded, judged and written to one text buffer per parallel task.
@@ -533,11 +579,12 @@ impl Gathered {
         let path = |i: usize| paths.get(i).map_or("", String::as_str);
         let with_text = flows_json.is_some();
         let flows = &mut self.flows;
+        let threads = self.threads;
         let mut first = true;
         overlapped(
             self.threads,
             |send| {
-                each_window(flows, |raw| {
+                each_window(flows, threads, |raw| {
                     // Decoding and judging are independent per flow: spread over the
                     // threads, in order, each flow decoded, judged and freed on one
                     // thread. A task's flow objects go into one text buffer.
@@ -658,14 +705,24 @@ impl Audit {
         work: impl Fn(&[(FindingKey, Vec<u8>)]) -> io::Result<T> + Send,
         consume: impl FnMut(T) -> io::Result<()>,
     ) -> io::Result<()> {
+        let threads = self.threads;
         let mut merge = self.findings.merge()?;
         overlapped(
-            self.threads,
-            move |send| loop {
-                let raw = merge.take(WINDOW)?;
-                if raw.is_empty() || !send(work(&raw)?) {
-                    return Ok(());
-                }
+            threads,
+            move |send| {
+                let mut worked = Ok(());
+                windows_ahead(
+                    threads,
+                    move || merge.take(WINDOW),
+                    |raw| match work(&raw) {
+                        Ok(t) => send(t),
+                        Err(e) => {
+                            worked = Err(e);
+                            false
+                        }
+                    },
+                )?;
+                worked
             },
             consume,
         )
@@ -1295,6 +1352,65 @@ pub fn evidence_comments(a: &mut Audit, file: usize) -> io::Result<BTreeMap<u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Windows come in order; an error from merging comes after every window before
+    /// it; a consumer that stops early stops the merger (no thread left blocked).
+    #[test]
+    fn windows_ahead_keeps_order_errors_and_early_stops() {
+        for threads in [1, 2, 4] {
+            let mut next = 0u32;
+            let take = move || -> io::Result<Vec<u32>> {
+                next += 1;
+                match next {
+                    1..=5 => Ok(vec![next; next as usize]),
+                    6 => Err(io::Error::other("damaged run")),
+                    _ => panic!("taken after an error"),
+                }
+            };
+            let mut seen = Vec::new();
+            let r = windows_ahead(threads, take, |w| {
+                seen.push(w);
+                true
+            });
+            assert_eq!(
+                r.unwrap_err().to_string(),
+                "damaged run",
+                "threads {threads}"
+            );
+            let want: Vec<Vec<u32>> = (1..=5).map(|n| vec![n; n as usize]).collect();
+            assert_eq!(seen, want, "threads {threads}");
+
+            let mut taken = 0u32;
+            let endless = || -> io::Result<Vec<u32>> {
+                taken += 1;
+                Ok(vec![taken])
+            };
+            let mut got = 0;
+            windows_ahead(threads, endless, |_| {
+                got += 1;
+                got < 3
+            })
+            .unwrap();
+            assert_eq!(got, 3, "threads {threads}");
+            assert!(
+                taken <= 5,
+                "merged {taken} windows for 3, threads {threads}"
+            );
+
+            let mut left = 3;
+            let ends = || -> io::Result<Vec<u32>> {
+                left -= 1;
+                Ok(if left > 0 { vec![left] } else { Vec::new() })
+            };
+            let mut all = Vec::new();
+            windows_ahead(threads, ends, |w| {
+                all.extend(w);
+                true
+            })
+            .unwrap();
+            assert_eq!(all, [2, 1], "threads {threads}");
+        }
+    }
 
     /// Every report of the fixture through a spill of `budget` bytes and `threads`.
     fn reports(budget: usize, threads: usize) -> (Vec<u8>, [(u64, usize); 2]) {
