@@ -3,9 +3,10 @@
 //! record counts, whatever its content).
 //!
 //! Guarantees: memory is bounded by the read buffer (it grows only up to
-//! [`MAX_BUFFER`] for a single oversized record); a damaged record stops the file with an
-//! error naming its byte offset *after* every frame before it has been delivered, so the
-//! caller can report a partial result.
+//! [`MAX_BUFFER`] for a single oversized record, and shrinks back after it), or by the
+//! buffers a [`FrameSink`] holds when the reader hands them on; a damaged record stops
+//! the file with an error naming its byte offset *after* every frame before it has been
+//! delivered, so the caller can report a partial result.
 
 mod blocks;
 
