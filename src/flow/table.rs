@@ -75,7 +75,7 @@ pub struct TableStats {
 }
 
 /// The symmetric flow key: the two endpoints in a fixed order, packed into 40 bytes
-/// (addresses as two 64-bit words, see [`Packed`]) because the table keeps one per live
+/// (addresses as two 64-bit words, see `Packed`) because the table keeps one per live
 /// and per remembered conversation, hundreds of thousands at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key {

@@ -4,8 +4,8 @@
 //! Same inputs, same bytes: everything random comes from a seeded splitmix64 stream and
 //! the clock starts at a fixed epoch (2026-01-01T00:00:00Z) and advances by computed
 //! steps. To write at hundreds of MB/s the generator *templates* flows: each scenario's
-//! packets are built once ([`scenarios`]), then stamped onto many flows by
-//! [`packet::emit`], which rewrites addresses, ports, sequence numbers, IP id, checksums
+//! packets are built once (`scenarios`), then stamped onto many flows by
+//! `packet::emit`, which rewrites addresses, ports, sequence numbers, IP id, checksums
 //! (header words plus a payload sum stored in the template) and timestamps. Memory is
 //! bounded by the templates and `concurrency`, never by `target_bytes`.
 //!

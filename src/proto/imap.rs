@@ -8,7 +8,7 @@
 //! strings with escapes, literals), AUTHENTICATE PLAIN / LOGIN are decoded and NTLM /
 //! GSSAPI tokens go to `inspect_token`; once STARTTLS is answered OK every later byte
 //! goes to the TLS analyzer. Memory per flow is bounded by [`MAX_LINE`] per direction,
-//! [`MAX_KEPT_LITERAL`] per kept argument and [`MAX_PENDING`] commands.
+//! [`MAX_KEPT_LITERAL`] per kept argument and the `--max-transactions` cap on commands.
 
 use crate::model::{AuthEvent, Direction, Mechanism, Secret};
 use crate::proto::api::{Analyzer, Ctx, Next, Probe, Registration, StreamBuf};

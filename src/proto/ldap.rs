@@ -4,7 +4,7 @@
 //! - Messages are framed by their BER length (definite form only, RFC 4511 5.1), across
 //!   any chunking; one message is buffered at most, up to [`MAX_LDAP_MESSAGE`]. A longer
 //!   declared length is the anomaly `ldap.message-too-large` and the analyzer stops.
-//! - Messages are decoded with `ldap-parser`; Microsoft's Sicily bind choices [9]/[10]/[11]
+//! - Messages are decoded with `ldap-parser`; Microsoft's Sicily bind choices `[9]`/`[10]`/`[11]`
 //!   (MS-ADTS 5.1.1.1.3), which that crate rejects, are decoded here.
 //! - Every bind becomes an [`AuthEvent`]: simple binds with a password are cleartext
 //!   credentials (the password is kept as a [`Secret`]); empty name and password is

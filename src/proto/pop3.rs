@@ -5,7 +5,8 @@
 //! responses; USER/PASS is recorded as a cleartext secret, APOP as the user only (its
 //! digest is not reusable), AUTH PLAIN / LOGIN are decoded, NTLM / GSSAPI tokens go to
 //! `inspect_token`; after STLS answered `+OK` every later byte goes to the TLS analyzer.
-//! Memory per flow is bounded by [`MAX_LINE`] per direction and [`MAX_PENDING`].
+//! Memory per flow is bounded by [`MAX_LINE`] per direction and the `--max-transactions`
+//! cap on queued commands.
 
 use crate::model::{AuthEvent, Direction, Mechanism, Secret};
 use crate::proto::api::{Analyzer, Ctx, Next, Probe, Registration, StreamBuf};

@@ -7,7 +7,7 @@
 //! X-ANONYMOUSTLS is answered 220 every later byte of both directions goes to the TLS
 //! analyzer only. Credentials of AUTH LOGIN / PLAIN are recorded as cleartext secrets,
 //! CRAM-MD5 as the user only, NTLM / GSSAPI tokens go to `inspect_token`. Memory per flow
-//! is bounded by [`MAX_LINE`] per direction and [`MAX_PENDING`] queued commands.
+//! is bounded by [`MAX_LINE`] per direction and the `--max-transactions` cap on queued commands.
 
 use crate::model::Direction;
 use crate::proto::api::{Analyzer, Ctx, Next, Probe, Registration, StreamBuf};
