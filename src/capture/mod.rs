@@ -522,9 +522,19 @@ fn read_blocks(
                 rd.consume(consumed);
             }
             Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => {
+            Err(e @ (PcapError::Incomplete(_) | PcapError::BufferTooSmall)) => {
+                let grow = matches!(e, PcapError::BufferTooSmall);
                 if let Some(e) = over_cap(rd.data(), summary, legacy_be, section_be) {
                     return Err(e);
+                }
+                if grow {
+                    if rd.capacity() >= MAX_BUFFER {
+                        return Err(damaged(
+                            offset,
+                            format!("record larger than {} MiB", MAX_BUFFER >> 20),
+                        ));
+                    }
+                    rd.grow(rd.capacity() * 2);
                 }
                 match rd.refill(sink) {
                     Ok(Refilled::Read) => {}
@@ -534,29 +544,6 @@ fn read_blocks(
                             path,
                             offset,
                             detail: "read failed (a compressed stream may be corrupt)".into(),
-                        })
-                    }
-                }
-            }
-            Err(PcapError::BufferTooSmall) => {
-                if let Some(e) = over_cap(rd.data(), summary, legacy_be, section_be) {
-                    return Err(e);
-                }
-                if rd.capacity() >= MAX_BUFFER {
-                    return Err(damaged(
-                        offset,
-                        format!("record larger than {} MiB", MAX_BUFFER >> 20),
-                    ));
-                }
-                rd.grow(rd.capacity() * 2);
-                match rd.refill(sink) {
-                    Ok(Refilled::Read) => {}
-                    Ok(Refilled::Stopped) => return Ok(()),
-                    Err(_) => {
-                        return Err(CaptureError::Read {
-                            path,
-                            offset,
-                            detail: "read failed".into(),
                         })
                     }
                 }
