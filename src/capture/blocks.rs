@@ -6,11 +6,15 @@
 //! `PcapReaderIterator`) block for block, damaged files included: the same blocks, the
 //! same errors on the same bytes, and a buffer that asks to grow when one block does not
 //! fit. The test `blocks_match_pcap_parsers_reader` compares the two on every fixture
-//! and on cut and damaged copies of them. Two things differ and are not visible in what
-//! it returns: a refill may move the unread tail into a new buffer (see [`FrameSink`]),
-//! and a buffer grown for one huge block goes back to [`super::READ_BUFFER`] once that
-//! block is behind it, so a hostile file with one 16 MiB block does not make every
-//! buffer in flight 16 MiB.
+//! and on cut and damaged copies of them. What differs:
+//! - a refill may move the unread tail into a new buffer (see [`FrameSink`]);
+//! - a buffer grown for a huge block goes back to [`super::READ_BUFFER`] once little is
+//!   left unread, so one 16 MiB block does not make every later buffer 16 MiB (the
+//!   framing thread also bounds the bytes it has in flight);
+//! - opening reads once. pcap-parser read a second time, which, on a compressed stream
+//!   that fails within its first megabyte, failed at open with no frame; here the
+//!   frames before the failure come first, then the read error (test
+//!   `a_compressed_stream_cut_short_keeps_the_frames_before_it`).
 
 use super::READ_BUFFER;
 use nom::IResult;

@@ -426,3 +426,25 @@ fn a_refused_buffer_stops_the_read() {
         summary.bytes
     );
 }
+
+/// A compressed stream that fails partway delivers the frames before the failure, then
+/// the read error. (pcap-parser's reader read twice at open and failed there, with no
+/// frame, when the first buffer's stream already failed.)
+#[test]
+fn a_compressed_stream_cut_short_keeps_the_frames_before_it() {
+    use std::io::Write;
+    let (_, bytes) = fixtures()
+        .into_iter()
+        .find(|(n, _)| n.ends_with("exchange-scenarios.pcapng"))
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&bytes).unwrap();
+    let gz = gz.finish().unwrap();
+    let cut = &gz[..gz.len() / 2];
+    let mut summary = FileSummary::default();
+    let mut frames = 0u64;
+    let r = read_capture(&Source::Bytes(cut.into()), &mut summary, |_| frames += 1);
+    assert!(matches!(r, Err(CaptureError::Read { .. })), "{r:?}");
+    assert!(frames > 0 && frames == summary.frames, "{frames} frames");
+    assert_eq!(summary.compression, "gzip");
+}

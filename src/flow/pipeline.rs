@@ -553,7 +553,15 @@ struct FrameMeta {
 struct FrameBatch {
     frames: Vec<FrameMeta>,
     data: Vec<u8>,
+    /// The buffer's length when it was sent (the decoding side frees a grown one).
+    sent: usize,
 }
+
+/// Bytes of read buffers out on the way to the decoding thread or back before the
+/// framing thread waits for one to come back. Never reached by 1 MiB buffers (the queue
+/// holds [`FRAME_BATCHES_IN_FLIGHT`]); buffers grown for huge blocks (up to
+/// [`crate::capture::MAX_BUFFER`]) would otherwise be in flight several at a time.
+const FRAME_BYTES_IN_FLIGHT: usize = (FRAME_BATCHES_IN_FLIGHT + 2) * READ_BUFFER;
 
 /// The framing thread's side of the batches: the frames of the buffer being read into,
 /// and the channels.
@@ -563,6 +571,8 @@ struct Batcher<'a> {
     spare: Vec<FrameMeta>,
     full: Sender<FrameBatch>,
     empty: Receiver<FrameBatch>,
+    /// Bytes sent and not yet taken back (see [`FRAME_BYTES_IN_FLIGHT`]).
+    in_flight: usize,
     progress: Progress<'a>,
 }
 
@@ -581,12 +591,27 @@ impl FrameSink for Batcher<'_> {
     }
 
     fn fresh(&mut self) -> Vec<u8> {
-        match self.empty.try_recv() {
-            Ok(b) => {
+        let mut back = self.empty.try_recv().ok();
+        loop {
+            if let Some(b) = &back {
+                self.in_flight -= b.sent;
+            }
+            if self.in_flight <= FRAME_BYTES_IN_FLIGHT {
+                break;
+            }
+            // Over the budget: wait for the decoding side to give a buffer back. Gone
+            // (it panicked): the next `done` stops the read.
+            back = self.empty.recv().ok();
+            if back.is_none() {
+                break;
+            }
+        }
+        match back {
+            Some(b) => {
                 self.spare = b.frames;
                 b.data
             }
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         }
     }
 
@@ -594,7 +619,9 @@ impl FrameSink for Batcher<'_> {
         let mut frames = std::mem::take(&mut self.spare);
         frames.clear();
         std::mem::swap(&mut frames, &mut self.frames);
-        match self.full.send(FrameBatch { frames, data }) {
+        let sent = data.len();
+        self.in_flight += sent;
+        match self.full.send(FrameBatch { frames, data, sent }) {
             Ok(()) => ControlFlow::Continue(()),
             // The decoding side is gone (it panicked): stop reading.
             Err(_) => ControlFlow::Break(()),
@@ -621,6 +648,7 @@ pub(super) fn framed(
                 spare: Vec::new(),
                 full: full_tx,
                 empty: empty_rx,
+                in_flight: 0,
                 progress: Progress::new(cfg),
             };
             let res = read_capture_into(source, cfg.max_record, summary, &mut batcher);
@@ -639,7 +667,7 @@ pub(super) fn framed(
                 each(&frame);
             }
             batch.frames.clear();
-            // A buffer grown for a huge record gives that memory back rather than keep it.
+            // A buffer grown for a huge block gives that memory back rather than keep it.
             if batch.data.len() > 2 * READ_BUFFER {
                 batch.data = Vec::new();
             }
@@ -816,5 +844,59 @@ mod tests {
         assert_eq!(back, [vec![0, 1], vec![], vec![2, 3, 4, 5], vec![6, 7]]);
         assert_eq!(order.finish(&mut sink), 8);
         assert_eq!(sink.0.len(), 8);
+    }
+
+    /// Buffers grown for huge blocks (16 MiB each) are not sent several at a time: the
+    /// framing side waits for one to come back once the bytes out pass the budget,
+    /// while 1 MiB buffers never wait for it.
+    #[test]
+    fn grown_buffers_in_flight_stay_within_the_byte_budget() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const HUGE: usize = crate::capture::MAX_BUFFER;
+        // The budget, spelled out so that a larger one fails here.
+        let budget = (FRAME_BATCHES_IN_FLIGHT + 2) * READ_BUFFER;
+        assert!(budget < HUGE);
+        for (size, rounds) in [(HUGE, 12), (READ_BUFFER, 200)] {
+            let cfg = EngineConfig::default();
+            let (full_tx, full_rx) = bounded::<FrameBatch>(FRAME_BATCHES_IN_FLIGHT);
+            let (empty_tx, empty_rx) = unbounded::<FrameBatch>();
+            let out = AtomicUsize::new(0);
+            let peak = std::thread::scope(|s| {
+                let decoder = s.spawn(|| {
+                    let mut peak = 0;
+                    for mut b in &full_rx {
+                        peak = peak.max(out.load(Ordering::SeqCst));
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                        out.fetch_sub(b.sent, Ordering::SeqCst);
+                        if b.data.len() > 2 * READ_BUFFER {
+                            b.data = Vec::new();
+                        }
+                        let _ = empty_tx.send(b);
+                    }
+                    peak
+                });
+                let mut batcher = Batcher {
+                    frames: Vec::new(),
+                    spare: Vec::new(),
+                    full: full_tx,
+                    empty: empty_rx,
+                    in_flight: 0,
+                    progress: Progress::new(&cfg),
+                };
+                for _ in 0..rounds {
+                    let mut buf = batcher.fresh();
+                    buf.resize(size, 0);
+                    out.fetch_add(size, Ordering::SeqCst);
+                    assert!(batcher.done(buf).is_continue());
+                }
+                drop(batcher);
+                decoder.join().unwrap()
+            });
+            if size == HUGE {
+                assert!(peak <= budget + HUGE, "{} MiB out at once", peak >> 20);
+            } else {
+                assert!(peak <= budget, "{} MiB out", peak >> 20);
+            }
+        }
     }
 }
