@@ -236,20 +236,42 @@ impl Eq for Facts {}
 
 /// The values of one fact key, in order.
 #[derive(Clone, Debug)]
-pub struct FactValues<'a>(Vec<&'a str>);
+pub struct FactValues<'a>(Values<'a>);
+
+/// Most keys hold one value: that one needs no allocation.
+#[derive(Clone, Debug)]
+enum Values<'a> {
+    One([&'a str; 1]),
+    Many(Vec<&'a str>),
+}
 
 impl<'a> FactValues<'a> {
+    fn one(v: &'a str) -> Self {
+        FactValues(Values::One([v]))
+    }
+    fn push(&mut self, v: &'a str) {
+        match &mut self.0 {
+            Values::One([first]) => self.0 = Values::Many(vec![*first, v]),
+            Values::Many(all) => all.push(v),
+        }
+    }
+    fn as_slice(&self) -> &[&'a str] {
+        match &self.0 {
+            Values::One(one) => one,
+            Values::Many(all) => all,
+        }
+    }
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.0.iter().copied()
+        self.as_slice().iter().copied()
     }
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_slice().is_empty()
     }
     pub fn contains(&self, value: &str) -> bool {
-        self.0.contains(&value)
+        self.as_slice().contains(&value)
     }
 }
 
@@ -332,16 +354,18 @@ impl Facts {
 
     /// The values of `key`, sorted.
     pub fn get(&self, key: &str) -> Option<FactValues<'_>> {
-        let mut v: Vec<&str> = self
-            .pairs()
+        let mut found = self
+            .spans()
             .filter(|(k, _)| same_key(k, key))
-            .map(|(_, v)| v)
-            .collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        Some(FactValues(v))
+            .map(|(_, span)| self.text.get(span).unwrap_or(""));
+        let first = found.next()?;
+        let Some(second) = found.next() else {
+            return Some(FactValues::one(first));
+        };
+        let mut all = vec![first, second];
+        all.extend(found);
+        all.sort_unstable();
+        Some(FactValues(Values::Many(all)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -360,8 +384,8 @@ impl Facts {
         let mut out: Vec<(&'static str, FactValues<'_>)> = Vec::new();
         for (k, v) in sorted {
             match out.last_mut() {
-                Some((lk, vals)) if *lk == k => vals.0.push(v),
-                _ => out.push((k, FactValues(vec![v]))),
+                Some((lk, vals)) if *lk == k => vals.push(v),
+                _ => out.push((k, FactValues::one(v))),
             }
         }
         out.into_iter()

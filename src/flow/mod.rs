@@ -279,10 +279,64 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Endpoint(sa, with_port) = self;
         match (sa.ip(), with_port) {
+            // IPv4 is most of every report: its text is put together here, in one piece,
+            // not by the formatter octet by octet (a fifth of the cost of writing a flow).
+            (IpAddr::V4(ip), with_port) => {
+                let mut text = DigitText::default();
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    text.decimal(u32::from(octet));
+                }
+                if *with_port {
+                    text.push(b':');
+                    text.decimal(u32::from(sa.port()));
+                }
+                out.write_str(text.as_str())
+            }
             (ip, false) => write!(out, "{ip}"),
-            (IpAddr::V4(_), true) => write!(out, "{sa}"),
             (IpAddr::V6(ip), true) => write!(out, "[{ip}]:{}", sa.port()),
         }
+    }
+}
+
+/// Room for `255.255.255.255:65535`: the text of an IPv4 endpoint.
+#[derive(Default)]
+struct DigitText {
+    bytes: [u8; 21],
+    len: usize,
+}
+
+impl DigitText {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// `v` in decimal, without leading zeros.
+    fn decimal(&mut self, v: u32) {
+        let mut digits = [0u8; 10];
+        let mut n = 0;
+        let mut rest = v;
+        loop {
+            digits[n] = b'0' + (rest % 10) as u8;
+            n += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for &d in digits[..n].iter().rev() {
+            self.push(d);
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, dots and colons are ever pushed.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 

@@ -825,3 +825,34 @@ fn encrypted_payload_goes_to_the_shards_as_lengths_and_changes_nothing() {
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
     }
 }
+
+// ---------------------------------------------------------------- endpoint text
+
+proptest::proptest! {
+    /// Reports and display filters quote endpoints as the standard library writes them
+    /// (`10.1.0.20:80`, `[2001:db8::1]:443`): the IPv4 text built digit by digit must
+    /// be the same, edges (`0.0.0.0:0`, `255.255.255.255:65535`) included.
+    #[test]
+    fn endpoint_text_is_the_standard_text(octets: [u8; 4], port: u16, v6: [u16; 8]) {
+        let v4 = SocketAddr::from((octets, port));
+        proptest::prop_assert_eq!(super::endpoint(&v4, true), v4.to_string());
+        proptest::prop_assert_eq!(super::endpoint(&v4, false), v4.ip().to_string());
+        let v6 = SocketAddr::from((v6, port));
+        proptest::prop_assert_eq!(super::endpoint(&v6, true), v6.to_string());
+        proptest::prop_assert_eq!(super::endpoint(&v6, false), v6.ip().to_string());
+    }
+}
+
+#[test]
+fn endpoint_text_at_the_edges() {
+    for (text, ip_only) in [
+        ("0.0.0.0:0", "0.0.0.0"),
+        ("255.255.255.255:65535", "255.255.255.255"),
+        ("10.1.0.20:80", "10.1.0.20"),
+        ("[::1]:443", "::1"),
+    ] {
+        let a = sa(text);
+        assert_eq!(super::endpoint(&a, true), text);
+        assert_eq!(super::endpoint(&a, false), ip_only);
+    }
+}

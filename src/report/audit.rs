@@ -917,44 +917,32 @@ fn host_roles_view(roles: &RoleMap, ip: IpAddr) -> HostRolesView {
     }
 }
 
-/// A writer that indents every line after the first by `pad` spaces, as it goes.
-struct Indented<'a> {
-    out: &'a mut dyn Write,
-    pad: usize,
-}
-
-impl Write for Indented<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        const SPACES: [u8; 16] = [b' '; 16];
-        let mut lines = buf.split(|&b| b == b'\n');
-        if let Some(first) = lines.next() {
-            self.out.write_all(first)?;
-        }
-        for line in lines {
-            self.out.write_all(b"\n")?;
-            let mut left = self.pad;
-            while left > 0 {
-                let n = left.min(SPACES.len());
-                self.out.write_all(&SPACES[..n])?;
-                left -= n;
-            }
-            self.out.write_all(line)?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-/// Pretty JSON of `v`, every line after the first indented by `indent` spaces.
+/// Pretty JSON of `v`, every line after the first indented by `indent` spaces. The
+/// document is laid out first and indented line by line: the pretty printer writes a
+/// token at a time, and indenting each write cost more than laying the text out.
 fn pretty_indented<T: Serialize + ?Sized>(
     out: &mut dyn Write,
     v: &T,
     indent: usize,
 ) -> io::Result<()> {
-    let out = Indented { out, pad: indent };
-    serde_json::to_writer_pretty(out, v).map_err(super::json_io)
+    const SPACES: [u8; 16] = [b' '; 16];
+    let mut text = Vec::with_capacity(512);
+    serde_json::to_writer_pretty(&mut text, v).map_err(super::json_io)?;
+    let mut lines = text.split(|&b| b == b'\n');
+    if let Some(first) = lines.next() {
+        out.write_all(first)?;
+    }
+    for line in lines {
+        out.write_all(b"\n")?;
+        let mut left = indent;
+        while left > 0 {
+            let n = left.min(SPACES.len());
+            out.write_all(SPACES.get(..n).unwrap_or_default())?;
+            left -= n;
+        }
+        out.write_all(line)?;
+    }
+    Ok(())
 }
 
 /// The `roles` object of the JSON report (`contradictions`, then `hosts`), written
