@@ -635,7 +635,10 @@ fn reasons(
     if s.sip_voice {
         v.push("SDP offers audio media (a call)".into());
     }
-    let (client_ip, server_ip) = (f.client.ip(), f.server.ip());
+    let (client_ip, server_ip) = (
+        crate::flow::host(f.client.ip()),
+        crate::flow::host(f.server.ip()),
+    );
     let seen = format!(
         "{client_ip} ({}) to {server_ip} ({})",
         role_names(cr),

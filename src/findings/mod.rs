@@ -299,11 +299,18 @@ struct Cx<'a> {
     tied: Vec<&'a DataPath>,
     client_roles: &'a [Role],
     server_roles: &'a [Role],
-    client_ident: String,
-    server_ident: String,
+    /// The identities and the filter a finding carries: put together when the flow's
+    /// first finding needs them (most flows have none or one).
+    idents: std::cell::OnceCell<Idents>,
     seen: Seen,
-    filter: String,
     proto: &'static str,
+}
+
+/// The ends as a baseline knows them ([`server_ident`]), and the flow's display filter.
+struct Idents {
+    client: String,
+    server: String,
+    filter: String,
 }
 
 impl<'a> Cx<'a> {
@@ -321,13 +328,7 @@ impl<'a> Cx<'a> {
             .skip(1)
             .filter_map(|p| catalog.get(&p.id))
             .collect();
-        let client_ident = if class.client_roles.contains(&Role::Client) {
-            "role:client".to_string()
-        } else {
-            flow.client.ip().to_canonical().to_string()
-        };
         let fit = row.and(class.best().map(|b| b.port));
-        let server_ident = server_ident(flow, fit);
         Cx {
             flow,
             row,
@@ -336,12 +337,26 @@ impl<'a> Cx<'a> {
             tied,
             client_roles: &class.client_roles,
             server_roles: &class.server_roles,
-            client_ident,
-            server_ident,
+            idents: std::cell::OnceCell::new(),
             seen: seen(flow, row),
-            filter: flow_filter(flow),
             proto: flow.posture.protocol.unwrap_or("unknown"),
         }
+    }
+
+    fn idents(&self) -> &Idents {
+        self.idents.get_or_init(|| {
+            let flow = self.flow;
+            let client = if self.client_roles.contains(&Role::Client) {
+                "role:client".to_string()
+            } else {
+                crate::flow::host(flow.client.ip().to_canonical()).to_string()
+            };
+            Idents {
+                client,
+                server: server_ident(flow, self.fit),
+                filter: flow_filter(flow),
+            }
+        })
     }
 
     /// `C2 (Availability service)`, or `no documented path`.
@@ -373,11 +388,12 @@ impl<'a> Cx<'a> {
         frames.sort_unstable();
         frames.dedup();
         let data_path = self.row.map(|r| r.id.clone());
+        let idents = self.idents();
         let fingerprint = fingerprint(&[
             rule,
             data_path.as_deref().unwrap_or("-"),
-            &self.client_ident,
-            &self.server_ident,
+            &idents.client,
+            &idents.server,
             key,
             user.unwrap_or("-"),
         ]);
@@ -396,7 +412,7 @@ impl<'a> Cx<'a> {
             expected,
             observed,
             message,
-            filter: self.filter.clone(),
+            filter: idents.filter.clone(),
             fingerprint,
         });
     }
@@ -406,7 +422,7 @@ impl<'a> Cx<'a> {
 /// time (endpoint mapper, dynamic ranges) is named by what it serves instead. `fit`:
 /// how the port fits the flow's row, if it has one.
 fn server_ident(flow: &Flow, fit: Option<PortFit>) -> String {
-    let ip = flow.server.ip().to_canonical();
+    let ip = crate::flow::host(flow.server.ip().to_canonical());
     if !flow.transport.has_ports() {
         return ip.to_string();
     }
