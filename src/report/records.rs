@@ -12,7 +12,7 @@ use crate::flow::{ClientFrom, EndReason, Flow, ReassemblyStats, ReassemblyTotals
 use crate::model::{Anomaly, AuthEvent, Encryption, Facts, Mechanism, Posture, Secret, TlsInfo};
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -129,14 +129,18 @@ impl Key for FindingKey {
 const MAX_NAMES: usize = 4096;
 
 /// A name read back from a spill as a `&'static str`, leaked once per distinct name.
-fn intern(s: &str) -> Option<&'static str> {
+/// A thread finds the names it has seen by their bytes (no UTF-8 check on the way:
+/// the check was made when the name first came in).
+fn intern(bytes: &[u8]) -> Option<&'static str> {
     thread_local! {
-        static LOCAL: RefCell<HashSet<&'static str, FlowHash>> = RefCell::new(HashSet::default());
+        static LOCAL: RefCell<HashMap<&'static [u8], &'static str, FlowHash>> =
+            RefCell::new(HashMap::default());
     }
     static SHARED: OnceLock<Mutex<HashSet<&'static str, FlowHash>>> = OnceLock::new();
-    if let Some(k) = LOCAL.with(|l| l.borrow().get(s).copied()) {
+    if let Some(k) = LOCAL.with(|l| l.borrow().get(bytes).copied()) {
         return Some(k);
     }
+    let s = std::str::from_utf8(bytes).ok()?;
     let mut shared = SHARED
         .get_or_init(Default::default)
         .lock()
@@ -150,12 +154,12 @@ fn intern(s: &str) -> Option<&'static str> {
             k
         }
     };
-    LOCAL.with(|l| l.borrow_mut().insert(k));
+    LOCAL.with(|l| l.borrow_mut().insert(k.as_bytes(), k));
     Some(k)
 }
 
 fn name(d: &mut Dec<'_>) -> Option<&'static str> {
-    intern(d.str()?)
+    intern(d.bytes()?)
 }
 
 fn opt_name(d: &mut Dec<'_>) -> Option<Option<&'static str>> {
