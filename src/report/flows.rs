@@ -626,3 +626,24 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
         self.line = line;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Shown;
+
+    /// A shown value is the JSON string of its text, whether it fits the stack buffer
+    /// or not, escapes included (a filter with quotes, an IPv6 filter past 64 bytes).
+    #[test]
+    fn shown_values_are_their_text_as_a_json_string() {
+        for text in [
+            String::new(),
+            "tcp.stream eq 0".to_string(),
+            "x".repeat(64),
+            "y".repeat(65),
+            format!("ip.addr == {} \"quoted\" \\ \u{1}", "2001:db8::1".repeat(8)),
+        ] {
+            let shown = serde_json::to_string(&Shown(&text)).unwrap();
+            assert_eq!(shown, serde_json::to_string(&text).unwrap(), "{text}");
+        }
+    }
+}
