@@ -576,6 +576,19 @@ struct Batcher<'a> {
     progress: Progress<'a>,
 }
 
+impl<'a> Batcher<'a> {
+    fn new(full: Sender<FrameBatch>, empty: Receiver<FrameBatch>, cfg: &'a EngineConfig) -> Self {
+        Batcher {
+            frames: Vec::new(),
+            spare: Vec::new(),
+            full,
+            empty,
+            in_flight: 0,
+            progress: Progress::new(cfg),
+        }
+    }
+}
+
 impl FrameSink for Batcher<'_> {
     fn frame(&mut self, frame: &Frame, start: usize) -> ControlFlow<()> {
         self.progress.frame(frame);
@@ -643,14 +656,7 @@ pub(super) fn framed(
         let (full_tx, full_rx) = bounded::<FrameBatch>(FRAME_BATCHES_IN_FLIGHT);
         let (empty_tx, empty_rx) = unbounded::<FrameBatch>();
         let framer = scope.spawn(move || {
-            let mut batcher = Batcher {
-                frames: Vec::new(),
-                spare: Vec::new(),
-                full: full_tx,
-                empty: empty_rx,
-                in_flight: 0,
-                progress: Progress::new(cfg),
-            };
+            let mut batcher = Batcher::new(full_tx, empty_rx, cfg);
             let res = read_capture_into(source, cfg.max_record, summary, &mut batcher);
             batcher.progress.finish();
             res
@@ -875,14 +881,7 @@ mod tests {
                     }
                     peak
                 });
-                let mut batcher = Batcher {
-                    frames: Vec::new(),
-                    spare: Vec::new(),
-                    full: full_tx,
-                    empty: empty_rx,
-                    in_flight: 0,
-                    progress: Progress::new(&cfg),
-                };
+                let mut batcher = Batcher::new(full_tx, empty_rx, &cfg);
                 for _ in 0..rounds {
                     let mut buf = batcher.fresh();
                     buf.resize(size, 0);
