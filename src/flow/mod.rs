@@ -23,6 +23,7 @@ pub mod shard;
 pub mod table;
 
 use crate::model::Posture;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 pub use pipeline::{analyze, collect_file, sort_flows, EngineConfig, FileResult, FlowSink};
@@ -287,16 +288,16 @@ impl std::fmt::Display for Endpoint {
             // IPv4 is most of every report: its text is put together here, in one piece,
             // not by the formatter octet by octet (a fifth of the cost of writing a flow).
             (IpAddr::V4(ip), with_port) => {
-                let mut text = DigitText::default();
+                let mut text = ShortText::default();
                 for (i, octet) in ip.octets().into_iter().enumerate() {
                     if i > 0 {
-                        text.push(b'.');
+                        text.write_str(".")?;
                     }
-                    text.decimal(u32::from(octet));
+                    text.decimal(u32::from(octet))?;
                 }
                 if *with_port {
-                    text.push(b':');
-                    text.decimal(u32::from(sa.port()));
+                    text.write_str(":")?;
+                    text.decimal(u32::from(sa.port()))?;
                 }
                 out.write_str(text.as_str())
             }
@@ -306,42 +307,58 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Room for `255.255.255.255:65535`: the text of an IPv4 endpoint.
-#[derive(Default)]
-struct DigitText {
-    bytes: [u8; 21],
+/// Up to 64 bytes of text on the stack; writing more fails (the caller then takes the
+/// formatter's slower way). Holds an IPv4 endpoint (`255.255.255.255:65535`) and the
+/// short values reports write (filters, hex numbers).
+pub struct ShortText {
+    bytes: [u8; 64],
     len: usize,
 }
 
-impl DigitText {
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.bytes.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
+impl Default for ShortText {
+    fn default() -> Self {
+        ShortText {
+            bytes: [0; 64],
+            len: 0,
         }
+    }
+}
+
+impl ShortText {
+    pub fn as_str(&self) -> &str {
+        // Only whole `str`s are copied in, so the bytes are UTF-8.
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
     }
 
     /// `v` in decimal, without leading zeros.
-    fn decimal(&mut self, v: u32) {
+    pub fn decimal(&mut self, v: u32) -> std::fmt::Result {
         let mut digits = [0u8; 10];
-        let mut n = 0;
+        let mut start = digits.len();
         let mut rest = v;
-        loop {
-            digits[n] = b'0' + (rest % 10) as u8;
-            n += 1;
+        while let Some(slot) = start.checked_sub(1).and_then(|i| digits.get_mut(i)) {
+            *slot = b'0' + (rest % 10) as u8;
+            start -= 1;
             rest /= 10;
             if rest == 0 {
                 break;
             }
         }
-        for &d in digits[..n].iter().rev() {
-            self.push(d);
-        }
+        self.push(digits.get(start..).unwrap_or_default())
     }
 
-    fn as_str(&self) -> &str {
-        // Only ASCII digits, dots and colons are ever pushed.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    /// Append bytes that are UTF-8 on their own (ASCII digits, whole `str`s).
+    fn push(&mut self, piece: &[u8]) -> std::fmt::Result {
+        let end = self.len + piece.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(piece);
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl std::fmt::Write for ShortText {
+    fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+        self.push(piece.as_bytes())
     }
 }
 

@@ -77,43 +77,11 @@ impl<T: std::fmt::Display> Serialize for Shown<T> {
         // Short texts (endpoints, filters, hex numbers) are put together on the stack
         // and escaped in one pass; a JSON writer escapes what `collect_str` gives it
         // piece by piece. Longer ones go the piece-by-piece way.
-        let mut short = ShortText::default();
+        let mut short = crate::flow::ShortText::default();
         match std::fmt::Write::write_fmt(&mut short, format_args!("{}", self.0)) {
             Ok(()) => s.serialize_str(short.as_str()),
             Err(_) => s.collect_str(&self.0),
         }
-    }
-}
-
-/// Up to 64 bytes of text; writing more fails.
-struct ShortText {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Default for ShortText {
-    fn default() -> Self {
-        ShortText {
-            bytes: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl ShortText {
-    fn as_str(&self) -> &str {
-        // Only whole `str`s are copied in, so the bytes are UTF-8.
-        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Write for ShortText {
-    fn write_str(&mut self, piece: &str) -> std::fmt::Result {
-        let end = self.len + piece.len();
-        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        slot.copy_from_slice(piece.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
