@@ -612,8 +612,7 @@ impl Gathered {
                                     data_paths: class.ids(),
                                     classification: &class,
                                 };
-                                serde_json::to_writer(&mut judged.text, &view)
-                                    .map_err(super::json_io)?;
+                                super::json::write_io(&mut judged.text, &view)?;
                             }
                             judged.add(file, &flow, &class, &found, catalog, known);
                         }
@@ -1016,7 +1015,7 @@ pub fn write_json(
             file: path(l.file),
             finding: &l.finding,
         };
-        serde_json::to_writer(buf, &view).map_err(super::json_io)
+        super::json::write_io(buf, &view)
     })?;
     write!(
         out,
@@ -1046,18 +1045,18 @@ mod erased {
 /// One finding a line.
 pub fn write_jsonl(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
     let paths: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
+    let mut line = Vec::new();
     a.each_finding(|window| {
         for l in window {
             let path = paths.get(l.file).map_or("", String::as_str);
-            serde_json::to_writer(
-                &mut *out,
-                &FindingView {
-                    file: path,
-                    finding: &l.finding,
-                },
-            )
-            .map_err(super::json_io)?;
-            writeln!(out)?;
+            line.clear();
+            let view = FindingView {
+                file: path,
+                finding: &l.finding,
+            };
+            super::json::write_io(&mut line, &view)?;
+            line.push(b'\n');
+            out.write_all(&line)?;
         }
         Ok(())
     })
@@ -1270,7 +1269,7 @@ pub fn write_sarif(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
     let pool = pool(a.threads);
     a.write_findings(out, pool.as_ref(), (b"\n", b",\n"), |l, buf| {
         let uri = uris.get(l.file).map_or("", String::as_str);
-        serde_json::to_writer(buf, &sarif_result(uri, l)).map_err(super::json_io)
+        super::json::write_io(buf, &sarif_result(uri, l))
     })?;
     writeln!(out, "\n]}}]}}")
 }

@@ -587,9 +587,9 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
             .unwrap_or_default();
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        match serde_json::to_writer(&mut line, &FlowView::new(&path, f, &self.opts)) {
+        match super::json::write_io(&mut line, &FlowView::new(&path, f, &self.opts)) {
             Ok(()) => self.entry(&line),
-            Err(e) => self.error = Some(super::json_io(e)),
+            Err(e) => self.error = Some(e),
         }
         self.line = line;
     }

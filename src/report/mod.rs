@@ -4,6 +4,7 @@ pub mod annotate;
 pub mod audit;
 pub mod coverage;
 pub mod flows;
+pub mod json;
 pub mod output;
 pub mod records;
 pub mod spill;
