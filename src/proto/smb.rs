@@ -340,6 +340,20 @@ struct Pipe {
     done: bool,
 }
 
+/// Length of an SMB2 TRANSFORM_HEADER, protocol id included (MS-SMB2 2.2.41).
+const TRANSFORM_HEADER_LEN: usize = 52;
+
+/// How many bytes of a session message starting with `start` to keep: an encrypted
+/// message is its transform header and sealed bytes nobody can read, so the sealed bytes
+/// (most of an encrypted file copy) are only counted, not copied.
+fn keep_limit(start: &[u8]) -> usize {
+    if start.starts_with(TRANSFORM_MAGIC) {
+        TRANSFORM_HEADER_LEN
+    } else {
+        MAX_SMB_MESSAGE
+    }
+}
+
 /// Reassembly state of one direction.
 #[derive(Default)]
 struct DirState {
@@ -420,8 +434,14 @@ impl SmbAnalyzer {
             }
             let st = &mut self.dirs[idx];
             let take = st.left.min(data.len());
-            let (chunk, tail) = data.split_at(take);
-            let room = MAX_SMB_MESSAGE.saturating_sub(st.kept.len());
+            let (mut chunk, tail) = data.split_at(take);
+            // The protocol id first: it says how much of the message is worth keeping.
+            if st.kept.len() < 4 {
+                let (id, rest) = chunk.split_at((4 - st.kept.len()).min(chunk.len()));
+                st.kept.extend_from_slice(id);
+                chunk = rest;
+            }
+            let room = keep_limit(&st.kept).saturating_sub(st.kept.len());
             st.kept
                 .extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
             st.left -= take;
@@ -1945,6 +1965,52 @@ mod tests {
         assert_eq!(p.encryption, Encryption::Smb3);
         assert_eq!(p.encryption_frame, Some(9));
         assert!(p.has_fact("smb.version", "3"));
+    }
+
+    #[test]
+    fn sealed_bytes_are_counted_not_kept_and_cleartext_after_them_is_read() {
+        // A 300 KB encrypted message (its protocol id split across two segments), then
+        // a cleartext TREE_CONNECT in the same direction.
+        let mut t = b"\xfdSMB".to_vec();
+        t.extend([0x11u8; 32]);
+        t.extend(300_000u32.to_le_bytes());
+        t.extend([0, 0, 1, 0]);
+        t.extend(7u64.to_le_bytes());
+        t.extend(vec![0xabu8; 300_000]);
+        let sealed = nb(&t);
+        let path = utf16le("\\\\srv\\Data");
+        let mut tc = hdr2(3, false, 0, 1, 0);
+        tc.extend([9, 0, 0, 0, 0x48, 0]);
+        tc.extend((path.len() as u16).to_le_bytes());
+        tc.extend(&path);
+        let clear = nb(&tc);
+        let mut p = Posture::default();
+        let mut a = SmbAnalyzer::new();
+        let mut biggest = 0;
+        let mut frame = 0;
+        let mut cuts = vec![&sealed[..6], &sealed[6..70_000]];
+        cuts.extend(sealed[70_000..].chunks(1460));
+        // Like Wireshark, the message is dissected in the frame that completes it.
+        let completed = cuts.len() as u64;
+        cuts.push(&clear);
+        for piece in cuts {
+            frame += 1;
+            let mut cx = Ctx {
+                limits: &crate::limits::ProtoLimits::DEFAULT,
+                frame,
+                ts_ns: 0,
+                client_port: 50000,
+                server_port: 445,
+                posture: &mut p,
+            };
+            assert_eq!(a.data(Direction::ToServer, piece, &mut cx), Next::Continue);
+            biggest = biggest.max(a.dirs[0].kept.len());
+        }
+        assert_eq!(biggest, TRANSFORM_HEADER_LEN);
+        assert_eq!(p.encryption, Encryption::Smb3);
+        assert_eq!(p.encryption_frame, Some(completed));
+        assert!(p.has_fact("smb.share", "Data"), "{:?}", p.facts);
+        assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
     }
 
     #[test]
