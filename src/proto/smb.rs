@@ -1987,14 +1987,12 @@ mod tests {
         let mut p = Posture::default();
         let mut a = SmbAnalyzer::new();
         let mut biggest = 0;
-        let mut frame = 0;
         let mut cuts = vec![&sealed[..6], &sealed[6..70_000]];
         cuts.extend(sealed[70_000..].chunks(1460));
         // Like Wireshark, the message is dissected in the frame that completes it.
         let completed = cuts.len() as u64;
         cuts.push(&clear);
-        for piece in cuts {
-            frame += 1;
+        for (frame, piece) in (1..).zip(cuts) {
             let mut cx = Ctx {
                 limits: &crate::limits::ProtoLimits::DEFAULT,
                 frame,
