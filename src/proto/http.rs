@@ -322,7 +322,7 @@ fn auth_param(params: &[u8], name: &[u8]) -> Option<String> {
             v.trim_ascii().to_vec()
         };
         if key.eq_ignore_ascii_case(name) {
-            return Some(printable(&value));
+            return Some(printable(&value).into_owned());
         }
     }
 }
@@ -424,7 +424,7 @@ fn body_length(head: &Head, request: bool, cx: &mut Ctx) -> Length {
             return Length::Framed(Framing::Chunked(Chunk::Size));
         }
         if request {
-            return Length::Bad("http.bad-transfer-encoding", printable(last));
+            return Length::Bad("http.bad-transfer-encoding", printable(last).into_owned());
         }
         return Length::Framed(Framing::UntilClose);
     }
@@ -436,7 +436,7 @@ fn body_length(head: &Head, request: bool, cx: &mut Ctx) -> Length {
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok());
         match (n, value) {
-            (None, _) => return Length::Bad("http.bad-content-length", printable(v)),
+            (None, _) => return Length::Bad("http.bad-content-length", printable(v).into_owned()),
             (Some(n), Some(prev)) if n != prev => {
                 return Length::Bad("http.bad-content-length", format!("{prev} and {n}"))
             }
@@ -659,7 +659,7 @@ impl HttpAnalyzer {
         }
         let pending = Pending {
             kind,
-            target: printable(target),
+            target: printable(target).into_owned(),
         };
         if self.pending.len() < cx.limits.transactions {
             self.pending.push_back(pending);
@@ -943,7 +943,7 @@ impl HttpAnalyzer {
         }
         cx.posture.add_auth(AuthEvent {
             mechanism: Mechanism::Forms,
-            user: user.as_deref().map(printable),
+            user: user.as_deref().map(|u| printable(u).into_owned()),
             cleartext: pass.is_some(),
             secret: pass.map(|p| Secret(String::from_utf8_lossy(&p).into_owned())),
             frame: cx.frame,
@@ -984,7 +984,11 @@ fn authorization(value: &[u8], context: &str, cx: &mut Ctx) {
                     let (user, pass) = raw.split_at(c);
                     let pass =
                         String::from_utf8_lossy(pass.get(1..).unwrap_or_default()).into_owned();
-                    event(Mechanism::Basic, Some(printable(user)), Some(pass))
+                    event(
+                        Mechanism::Basic,
+                        Some(printable(user).into_owned()),
+                        Some(pass),
+                    )
                 }
                 None => {
                     cx.posture.anomaly(
@@ -1006,7 +1010,7 @@ fn authorization(value: &[u8], context: &str, cx: &mut Ctx) {
                     "http.bad-base64",
                     format!("{context} Basic credentials are not base64"),
                 );
-                event(Mechanism::Basic, None, Some(printable(cred)))
+                event(Mechanism::Basic, None, Some(printable(cred).into_owned()))
             }
         },
         "digest" => event(Mechanism::Digest, auth_param(cred, b"username"), None),

@@ -408,7 +408,7 @@ impl ImapAnalyzer {
                 match (args.get(2), args.get(3)) {
                     (Some(user), Some(pass)) => cx.posture.add_auth(AuthEvent {
                         mechanism: Mechanism::UserPass,
-                        user: Some(printable(user)),
+                        user: Some(printable(user).into_owned()),
                         cleartext: true,
                         secret: Some(Secret(String::from_utf8_lossy(pass).into_owned())),
                         frame: cx.frame,

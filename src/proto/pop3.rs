@@ -235,7 +235,7 @@ impl Pop3Analyzer {
         cx.posture.fact("pop3.command", verb.clone());
         let cmd = match verb.as_str() {
             "USER" => {
-                self.user = Some(printable(arg));
+                self.user = Some(printable(arg).into_owned());
                 Cmd::Other
             }
             "PASS" => {
@@ -256,7 +256,7 @@ impl Pop3Analyzer {
                 let (name, _digest) = split_word(arg);
                 cx.posture.add_auth(AuthEvent {
                     mechanism: Mechanism::Apop,
-                    user: Some(printable(name)),
+                    user: Some(printable(name).into_owned()),
                     cleartext: false,
                     secret: None,
                     frame: cx.frame,

@@ -212,18 +212,20 @@ pub fn b64(text: &[u8]) -> Option<Vec<u8>> {
 
 /// Bytes as a short printable string for a fact (lossy UTF-8, control characters
 /// replaced, at most [`MAX_VALUE_CHARS`] characters).
-pub fn printable(b: &[u8]) -> String {
-    // Most values are short printable ASCII: one copy, no walk by character.
+pub fn printable(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    // Most values are short printable ASCII: the bytes themselves, no copy (a fact
+    // copies them into its flow's text anyway).
     if b.len() <= MAX_VALUE_CHARS && b.iter().all(|c| (b' '..=b'~').contains(c)) {
         if let Ok(s) = std::str::from_utf8(b) {
-            return s.to_owned();
+            return s.into();
         }
     }
     String::from_utf8_lossy(b)
         .chars()
         .take(MAX_VALUE_CHARS)
         .map(|c| if c.is_control() { '.' } else { c })
-        .collect()
+        .collect::<String>()
+        .into()
 }
 
 /// First word of `line` and the rest after one or more spaces.
@@ -247,7 +249,7 @@ pub fn is_keyword(b: &[u8]) -> bool {
 
 /// Upper-case printable copy of a keyword.
 pub fn upper(b: &[u8]) -> String {
-    let mut s = printable(b);
+    let mut s = printable(b).into_owned();
     s.make_ascii_uppercase();
     s
 }
@@ -369,7 +371,7 @@ impl Sasl {
             return;
         };
         match self.mech {
-            SaslMech::Login if n == 0 => self.user = Some(printable(&raw)),
+            SaslMech::Login if n == 0 => self.user = Some(printable(&raw).into_owned()),
             SaslMech::Login if n == 1 => self.event(
                 Mechanism::Login,
                 Some(String::from_utf8_lossy(&raw).into()),
@@ -380,7 +382,7 @@ impl Sasl {
                 let mut parts = raw.split(|&b| b == 0);
                 match (parts.next(), parts.next(), parts.next(), parts.next()) {
                     (Some(_authzid), Some(authcid), Some(pass), None) => {
-                        self.user = Some(printable(authcid));
+                        self.user = Some(printable(authcid).into_owned());
                         self.event(
                             Mechanism::Plain,
                             Some(String::from_utf8_lossy(pass).into()),
@@ -395,7 +397,10 @@ impl Sasl {
                 }
             }
             SaslMech::CramMd5 => {
-                let user = raw.rsplit(|&b| b == b' ').nth(1).map(printable);
+                let user = raw
+                    .rsplit(|&b| b == b' ')
+                    .nth(1)
+                    .map(|u| printable(u).into_owned());
                 self.user = user;
                 self.event(Mechanism::CramMd5, None, cx);
             }
@@ -458,7 +463,7 @@ fn oauth_fields(raw: &[u8]) -> (Option<String>, Option<String>) {
     let mut token = None;
     for field in raw.split(|&b| b == 1) {
         if let Some(u) = field.strip_prefix(b"user=") {
-            user = Some(printable(u));
+            user = Some(printable(u).into_owned());
         } else if let Some(a) = field.strip_prefix(b"auth=") {
             let (scheme, t) = split_word(a);
             if scheme.eq_ignore_ascii_case(b"bearer") && !t.is_empty() {
@@ -469,7 +474,7 @@ fn oauth_fields(raw: &[u8]) -> (Option<String>, Option<String>) {
                 .split(|&b| b == b',')
                 .find_map(|p| p.strip_prefix(b"a="))
                 .filter(|a| !a.is_empty())
-                .map(printable)
+                .map(|a| printable(a).into_owned())
                 .or(user);
         }
     }

@@ -728,7 +728,12 @@ impl TlsAnalyzer {
                     }
                 }
                 Ok((_, TlsExtension::ALPN(names))) => {
-                    alpn.extend(names.iter().take(MAX_ALPN_NAMES).map(|n| printable(n)));
+                    alpn.extend(
+                        names
+                            .iter()
+                            .take(MAX_ALPN_NAMES)
+                            .map(|n| printable(n).into_owned()),
+                    );
                 }
                 Ok(_) => {}
                 Err(_) => cx.posture.anomaly(
