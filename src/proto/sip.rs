@@ -176,16 +176,41 @@ fn header_lines(head: &[u8]) -> impl Iterator<Item = (&str, &str)> {
         .map(|(n, v)| (n.trim(), v.trim()))
 }
 
-/// Canonical header name, with the compact forms of RFC 3261 7.3.3.
-fn canonical(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    match lower.as_str() {
-        "f" => "from".into(),
-        "t" => "to".into(),
-        "l" => "content-length".into(),
-        "c" => "content-type".into(),
-        _ => lower,
-    }
+/// The header fields the analyzer reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    From,
+    To,
+    ContentLength,
+    ContentType,
+    WwwAuthenticate,
+    ProxyAuthenticate,
+    Authorization,
+    ProxyAuthorization,
+    Other,
+}
+
+/// The field a header name stands for, in any case, with the compact forms of RFC 3261
+/// 7.3.3 (compared in place: a message has a dozen headers and most are none of these).
+fn field(name: &str) -> Field {
+    const NAMES: [(&str, Field); 12] = [
+        ("from", Field::From),
+        ("f", Field::From),
+        ("to", Field::To),
+        ("t", Field::To),
+        ("content-length", Field::ContentLength),
+        ("l", Field::ContentLength),
+        ("content-type", Field::ContentType),
+        ("c", Field::ContentType),
+        ("www-authenticate", Field::WwwAuthenticate),
+        ("proxy-authenticate", Field::ProxyAuthenticate),
+        ("authorization", Field::Authorization),
+        ("proxy-authorization", Field::ProxyAuthorization),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        .map_or(Field::Other, |&(_, f)| f)
 }
 
 /// User part of the URI in a From/To value: `"x" <sip:user@host>;tag=..` -> `user`.
@@ -398,28 +423,28 @@ impl SipAnalyzer {
         }
         let mut sdp = false;
         for (name, value) in header_lines(head) {
-            match canonical(name).as_str() {
-                "from" => {
+            match field(name) {
+                Field::From => {
                     if let Some(u) = uri_user(value) {
                         cx.posture.fact("sip.from", u);
                     }
                 }
-                "to" => {
+                Field::To => {
                     if let Some(u) = uri_user(value) {
                         cx.posture.fact("sip.to", u);
                     }
                 }
-                "content-type" => {
+                Field::ContentType => {
                     sdp = value.to_ascii_lowercase().starts_with("application/sdp");
                 }
-                "www-authenticate" | "proxy-authenticate" => {
+                Field::WwwAuthenticate | Field::ProxyAuthenticate => {
                     let scheme = value.split([' ', ',']).next().unwrap_or_default();
                     cx.posture
                         .fact("sip.auth-offered", clip(&scheme.to_ascii_lowercase()));
                 }
-                "authorization" => self.credentials(value, "SIP Authorization", cx),
-                "proxy-authorization" => self.credentials(value, "SIP Proxy-Authorization", cx),
-                _ => {}
+                Field::Authorization => self.credentials(value, "SIP Authorization", cx),
+                Field::ProxyAuthorization => self.credentials(value, "SIP Proxy-Authorization", cx),
+                Field::ContentLength | Field::Other => {}
             }
         }
         if sdp {
@@ -523,7 +548,7 @@ fn sdp_body(body: &[u8], cx: &mut Ctx) {
 /// The Content-Length of a header block, if present.
 fn content_length(head: &[u8]) -> Result<Option<usize>, String> {
     for (name, value) in header_lines(head) {
-        if canonical(name) == "content-length" {
+        if field(name) == Field::ContentLength {
             return value
                 .parse::<usize>()
                 .map(Some)
@@ -570,6 +595,34 @@ impl Analyzer for SipAnalyzer {
 mod tests {
     use super::*;
     use crate::model::{Encryption, Posture};
+
+    #[test]
+    fn header_names_in_any_case_and_compact_form() {
+        for (name, want) in [
+            ("Content-Length", Field::ContentLength),
+            ("CONTENT-LENGTH", Field::ContentLength),
+            ("l", Field::ContentLength),
+            ("L", Field::ContentLength),
+            ("f", Field::From),
+            ("From", Field::From),
+            ("T", Field::To),
+            ("c", Field::ContentType),
+            ("WWW-Authenticate", Field::WwwAuthenticate),
+            ("Proxy-Authorization", Field::ProxyAuthorization),
+            ("authorization", Field::Authorization),
+            ("Content-Lengthx", Field::Other),
+            ("Via", Field::Other),
+            ("v", Field::Other),
+            ("", Field::Other),
+        ] {
+            assert_eq!(field(name), want, "{name}");
+        }
+        // Compact From and To feed the same facts as the long forms.
+        let msg = "INVITE sip:bob@example.com SIP/2.0\r\nf: <sip:alice@a.example>\r\nT: <sip:bob@example.com>\r\nl: 0\r\n\r\n";
+        let (p, _) = run(SipAnalyzer::new_tcp(), &[(C, msg.as_bytes())]);
+        assert!(p.has_fact("sip.from", "alice"), "{:?}", p.facts);
+        assert!(p.has_fact("sip.to", "bob"), "{:?}", p.facts);
+    }
 
     const C: Direction = Direction::ToServer;
     const S: Direction = Direction::ToClient;
