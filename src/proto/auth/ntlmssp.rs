@@ -174,8 +174,23 @@ fn field<'a>(msg: &'a [u8], at: usize, name: &str, cx: &mut Ctx) -> Option<&'a [
 /// bytes become U+FFFD since the code page is unknown). Control characters become
 /// U+FFFD so that reports stay one line per value.
 fn decode_name(bytes: &[u8], unicode: bool, what: &str, cx: &mut Ctx) -> String {
+    // Names are mostly printable ASCII in UTF-16: their low bytes, at once.
+    if unicode
+        && bytes.len() % 2 == 0
+        && bytes.len() / 2 <= MAX_NAME_CHARS
+        && bytes
+            .chunks_exact(2)
+            .all(|p| p[1] == 0 && (0x20..0x7f).contains(&p[0]))
+    {
+        return bytes.chunks_exact(2).map(|p| char::from(p[0])).collect();
+    }
     let clean = |c: char| if c.is_control() { '\u{fffd}' } else { c };
-    let mut out = String::new();
+    let chars = if unicode {
+        bytes.len() / 2
+    } else {
+        bytes.len()
+    };
+    let mut out = String::with_capacity(chars.min(MAX_NAME_CHARS));
     let mut count = 0usize;
     let mut too_long = false;
     let mut push = |c: char| {
@@ -806,5 +821,37 @@ pub(crate) mod tests {
         let fields: [(usize, &[u8]); 3] = [(20, &[7; 24]), (28, b"ABC"), (36, &[b'u', 0])];
         let (p, _) = run(&build(3, 64, 60, 0x1, &fields));
         assert!(kinds(&p).contains(&"ntlmssp.odd-utf16-length"));
+    }
+
+    #[test]
+    fn names_decode_from_utf16_with_control_characters_replaced() {
+        let mut p = Posture::default();
+        let mut cx = Ctx {
+            limits: &crate::limits::ProtoLimits::DEFAULT,
+            frame: 1,
+            ts_ns: 0,
+            client_port: 50000,
+            server_port: 445,
+            posture: &mut p,
+        };
+        let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+        for (name, want) in [
+            ("CONTOSO\\alice", "CONTOSO\\alice"),
+            ("M\u{fc}ller", "M\u{fc}ller"),
+            ("a\u{1}b\u{7f}", "a\u{fffd}b\u{fffd}"),
+            ("", ""),
+        ] {
+            assert_eq!(decode_name(&utf16(name), true, "name", &mut cx), want);
+        }
+        // A lone surrogate is replaced too.
+        assert_eq!(
+            decode_name(&[0x00, 0xd8, b'a', 0], true, "name", &mut cx),
+            "\u{fffd}a"
+        );
+        assert_eq!(
+            decode_name(b"HOST\x01", false, "name", &mut cx),
+            "HOST\u{fffd}"
+        );
+        assert!(p.anomalies.is_empty());
     }
 }
