@@ -1950,16 +1950,22 @@ mod tests {
         assert!(p.anomalies.is_empty(), "{:?}", p.anomalies);
     }
 
-    #[test]
-    fn smb3_transform_is_encryption() {
-        // Transform header: ProtocolId, Signature 16, Nonce 16, OriginalMessageSize,
-        // Reserved, Flags 0x0001 (encrypted), SessionId; then ciphertext.
+    /// An encrypted message: transform header (ProtocolId, Signature 16, Nonce 16,
+    /// OriginalMessageSize, Reserved, Flags 0x0001 (encrypted), SessionId), then `len`
+    /// bytes of ciphertext.
+    fn sealed_message(len: usize) -> Vec<u8> {
         let mut t = b"\xfdSMB".to_vec();
         t.extend([0x11u8; 32]);
-        t.extend(200u32.to_le_bytes());
+        t.extend((len as u32).to_le_bytes());
         t.extend([0, 0, 1, 0]);
         t.extend(7u64.to_le_bytes());
-        t.extend([0xabu8; 200]);
+        t.extend(vec![0xabu8; len]);
+        t
+    }
+
+    #[test]
+    fn smb3_transform_is_encryption() {
+        let t = sealed_message(200);
         let (p, next) = run(&[(Direction::ToServer, 9, &nb(&t))]);
         assert_eq!(next, Next::Continue);
         assert_eq!(p.encryption, Encryption::Smb3);
@@ -1971,13 +1977,7 @@ mod tests {
     fn sealed_bytes_are_counted_not_kept_and_cleartext_after_them_is_read() {
         // A 300 KB encrypted message (its protocol id split across two segments), then
         // a cleartext TREE_CONNECT in the same direction.
-        let mut t = b"\xfdSMB".to_vec();
-        t.extend([0x11u8; 32]);
-        t.extend(300_000u32.to_le_bytes());
-        t.extend([0, 0, 1, 0]);
-        t.extend(7u64.to_le_bytes());
-        t.extend(vec![0xabu8; 300_000]);
-        let sealed = nb(&t);
+        let sealed = nb(&sealed_message(300_000));
         let path = utf16le("\\\\srv\\Data");
         let mut tc = hdr2(3, false, 0, 1, 0);
         tc.extend([9, 0, 0, 0, 0x48, 0]);
@@ -1993,14 +1993,7 @@ mod tests {
         let completed = cuts.len() as u64;
         cuts.push(&clear);
         for (frame, piece) in (1..).zip(cuts) {
-            let mut cx = Ctx {
-                limits: &crate::limits::ProtoLimits::DEFAULT,
-                frame,
-                ts_ns: 0,
-                client_port: 50000,
-                server_port: 445,
-                posture: &mut p,
-            };
+            let mut cx = crate::proto::testutil::ctx(&mut p, frame, 445);
             assert_eq!(a.data(Direction::ToServer, piece, &mut cx), Next::Continue);
             biggest = biggest.max(a.dirs[0].kept.len());
         }

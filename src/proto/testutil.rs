@@ -4,6 +4,19 @@
 use crate::model::{Direction, Posture};
 use crate::proto::api::{Analyzer, Ctx, Next};
 
+/// A context for `frame` of a connection from port 40000 to `server_port`, with the
+/// default limits.
+pub fn ctx(posture: &mut Posture, frame: u64, server_port: u16) -> Ctx<'_> {
+    Ctx {
+        limits: &crate::limits::ProtoLimits::DEFAULT,
+        frame,
+        ts_ns: 0,
+        client_port: 40000,
+        server_port,
+        posture,
+    }
+}
+
 /// Chunk `i` of the script is delivered by frame `i + 1`.
 pub fn feed(
     make: fn() -> Box<dyn Analyzer>,
@@ -14,14 +27,7 @@ pub fn feed(
     let mut posture = Posture::default();
     let mut done = false;
     for (i, (dir, bytes)) in script.iter().enumerate() {
-        let mut cx = Ctx {
-            limits: &crate::limits::ProtoLimits::DEFAULT,
-            frame: i as u64 + 1,
-            ts_ns: 0,
-            client_port: 40000,
-            server_port: 1,
-            posture: &mut posture,
-        };
+        let mut cx = ctx(&mut posture, i as u64 + 1, 1);
         let pieces: Vec<&[u8]> = if bytewise {
             bytes.chunks(1).collect()
         } else {
@@ -33,15 +39,7 @@ pub fn feed(
             }
         }
     }
-    let mut cx = Ctx {
-        limits: &crate::limits::ProtoLimits::DEFAULT,
-        frame: script.len() as u64 + 1,
-        ts_ns: 0,
-        client_port: 40000,
-        server_port: 1,
-        posture: &mut posture,
-    };
-    a.finish(&mut cx);
+    a.finish(&mut ctx(&mut posture, script.len() as u64 + 1, 1));
     posture
 }
 

@@ -335,60 +335,32 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
+/// The sequence-like serializers: elements separated by commas, then `close`.
+macro_rules! elements {
+    ($($trait:ident :: $method:ident => $close:expr),* $(,)?) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        self.comma();
-        v.serialize(Writer { out: self.out })
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
+                self.comma();
+                v.serialize(Writer { out: self.out })
+            }
 
-    fn end(self) -> Result<(), Error> {
-        self.out.push(b']');
-        Ok(())
-    }
+            fn end(self) -> Result<(), Error> {
+                self.out.extend_from_slice($close);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.out.extend_from_slice(b"]}");
-        Ok(())
-    }
-}
+elements!(
+    SerializeSeq::serialize_element => b"]",
+    SerializeTuple::serialize_element => b"]",
+    SerializeTupleStruct::serialize_field => b"]",
+    SerializeTupleVariant::serialize_field => b"]}",
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();

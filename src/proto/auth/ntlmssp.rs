@@ -826,14 +826,7 @@ pub(crate) mod tests {
     #[test]
     fn names_decode_from_utf16_with_control_characters_replaced() {
         let mut p = Posture::default();
-        let mut cx = Ctx {
-            limits: &crate::limits::ProtoLimits::DEFAULT,
-            frame: 1,
-            ts_ns: 0,
-            client_port: 50000,
-            server_port: 445,
-            posture: &mut p,
-        };
+        let mut cx = crate::proto::testutil::ctx(&mut p, 1, 445);
         let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
         for (name, want) in [
             ("CONTOSO\\alice", "CONTOSO\\alice"),
