@@ -343,11 +343,12 @@ struct Pipe {
 /// Length of an SMB2 TRANSFORM_HEADER, protocol id included (MS-SMB2 2.2.41).
 const TRANSFORM_HEADER_LEN: usize = 52;
 
-/// How many bytes of a session message starting with `start` to keep: an encrypted
-/// message is its transform header and sealed bytes nobody can read, so the sealed bytes
-/// (most of an encrypted file copy) are only counted, not copied.
-fn keep_limit(start: &[u8]) -> usize {
-    if start.starts_with(TRANSFORM_MAGIC) {
+/// How many bytes of a transport packet of type `kind` starting with `start` to keep:
+/// an encrypted session message is its transform header and sealed bytes nobody can
+/// read, so the sealed bytes (most of an encrypted file copy) are only counted, not
+/// copied. Other packets are kept up to [`MAX_SMB_MESSAGE`].
+fn keep_limit(kind: Option<u8>, start: &[u8]) -> usize {
+    if kind == Some(NB_SESSION_MESSAGE) && start.starts_with(TRANSFORM_MAGIC) {
         TRANSFORM_HEADER_LEN
     } else {
         MAX_SMB_MESSAGE
@@ -363,9 +364,11 @@ struct DirState {
     kind: Option<u8>,
     /// Bytes of the packet still to come.
     left: usize,
-    /// Kept bytes of the packet (at most [`MAX_SMB_MESSAGE`]).
+    /// Kept bytes of the packet: at most [`MAX_SMB_MESSAGE`], and only the transform
+    /// header of an encrypted message ([`keep_limit`]).
     kept: Vec<u8>,
-    /// The packet was longer than [`MAX_SMB_MESSAGE`].
+    /// The packet was longer than [`MAX_SMB_MESSAGE`] (only SMB1 and SMB2 messages,
+    /// which are parsed whole, look at it).
     cut: bool,
 }
 
@@ -441,7 +444,7 @@ impl SmbAnalyzer {
                 st.kept.extend_from_slice(id);
                 chunk = rest;
             }
-            let room = keep_limit(&st.kept).saturating_sub(st.kept.len());
+            let room = keep_limit(st.kind, &st.kept).saturating_sub(st.kept.len());
             st.kept
                 .extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
             st.left -= take;
@@ -2154,20 +2157,36 @@ mod tests {
         assert_eq!(kinds(&p), vec!["smb1.security-blob-truncated"]);
     }
 
+    /// A NetBIOS name, first-level encoded with the 0x20 suffix (34 bytes).
+    fn encode(name: &str) -> Vec<u8> {
+        let mut out = vec![32];
+        let padded = format!("{name:<15}");
+        for c in padded.bytes().chain([0x20]) {
+            out.push(b'A' + (c >> 4));
+            out.push(b'A' + (c & 0x0f));
+        }
+        out.push(0);
+        out
+    }
+
+    #[test]
+    fn only_session_messages_are_cut_to_a_transform_header() {
+        // A session request whose called name happens to start with the transform
+        // protocol id: kept whole, so the calling name after it is still read.
+        let mut called = encode("SERVER");
+        called[..4].copy_from_slice(TRANSFORM_MAGIC);
+        let mut req = vec![0x81, 0, 0, 68];
+        req.extend(called);
+        req.extend(encode("CLIENT"));
+        let (p, _) = run_on(139, &[(Direction::ToServer, 1, &req)]);
+        assert!(p.has_fact("smb.netbios-calling", "CLIENT"), "{:?}", p.facts);
+        assert_ne!(p.encryption, Encryption::Smb3);
+    }
+
     #[test]
     fn netbios_session_request_on_139() {
         // 0x81 session request, length 68: called "SERVER", calling "CLIENT" (first-level
         // encoded, 0x20 suffix), then a session message with an SMB1 negotiate.
-        fn encode(name: &str) -> Vec<u8> {
-            let mut out = vec![32];
-            let padded = format!("{name:<15}");
-            for c in padded.bytes().chain([0x20]) {
-                out.push(b'A' + (c >> 4));
-                out.push(b'A' + (c & 0x0f));
-            }
-            out.push(0);
-            out
-        }
         let mut req = vec![0x81, 0, 0, 68];
         req.extend(encode("SERVER"));
         req.extend(encode("CLIENT"));

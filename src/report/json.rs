@@ -12,8 +12,8 @@ use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
 
 /// Appends the compact JSON text of `value` to `out`. On an error (a map key that is not
-/// a string, number, boolean or unit variant; a value's own `Serialize` failing) `out`
-/// keeps what was written before it.
+/// a string, finite number, boolean or unit variant, or an `Option` of one; a value's own
+/// `Serialize` failing) `out` keeps what was written before it.
 pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
     value.serialize(Writer { out })
 }
@@ -419,14 +419,26 @@ impl ser::SerializeStructVariant for Compound<'_> {
     }
 }
 
-/// A map key: JSON keys are strings, so numbers and booleans are written quoted, as
-/// `serde_json` does; anything else is an error.
+/// A map key: JSON keys are strings, so numbers (finite floats included) and booleans are
+/// written quoted and `Some` as what it holds, as `serde_json` does; anything else is an
+/// error.
 struct KeyWriter<'a> {
     out: &'a mut Vec<u8>,
 }
 
 fn key_error() -> Error {
     Error("key must be a string".into())
+}
+
+/// A float key: its text quoted, as serde_json writes it; not a number, an error.
+fn quoted_float<F: Serialize>(out: &mut Vec<u8>, v: F, finite: bool) -> Result<(), Error> {
+    if !finite {
+        return Err(Error("float key must be finite (got NaN or +/-inf)".into()));
+    }
+    out.push(b'"');
+    serde_json::to_writer(&mut *out, &v).map_err(ser::Error::custom)?;
+    out.push(b'"');
+    Ok(())
 }
 
 macro_rules! quoted_ints {
@@ -492,19 +504,19 @@ impl ser::Serializer for KeyWriter<'_> {
         Writer { out: self.out }.collect_str(v)
     }
 
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        Err(key_error())
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        quoted_float(self.out, v, v.is_finite())
     }
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        Err(key_error())
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        quoted_float(self.out, v, v.is_finite())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), Error> {
+        v.serialize(self)
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
         Err(key_error())
     }
     fn serialize_none(self) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Error> {
         Err(key_error())
     }
     fn serialize_unit(self) -> Result<(), Error> {
@@ -674,6 +686,31 @@ mod tests {
         let err = write(&mut out, &m).unwrap_err();
         assert_eq!(err.to_string(), "key must be a string");
         assert!(serde_json::to_string(&m).is_err());
+        // Float keys that are not numbers: the same error text as serde_json's.
+        let nan = [(f64::NAN, 1u8)];
+        let err = write(&mut out, &Pairs(&nan)).unwrap_err();
+        let theirs = serde_json::to_string(&Pairs(&nan)).unwrap_err();
+        assert_eq!(err.to_string(), theirs.to_string());
+    }
+
+    /// A map from pairs, whatever the key type (floats have no `Ord`).
+    struct Pairs<'a, K, V>(&'a [(K, V)]);
+
+    impl<K: Serialize, V: Serialize> Serialize for Pairs<'_, K, V> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+
+    #[test]
+    fn option_and_float_keys_are_written_as_serde_json_writes_them() {
+        same(&BTreeMap::from([(Some("a"), 1u8)]));
+        let none: BTreeMap<Option<&str>, u8> = BTreeMap::from([(None, 1)]);
+        assert!(write(&mut Vec::new(), &none).is_err());
+        assert!(serde_json::to_string(&none).is_err());
+        same(&BTreeMap::from([(Some(5u32), 1u8)]));
+        same(&Pairs(&[(1.5f64, 1u8), (-0.0, 2), (1e21, 3), (5e-324, 4)]));
+        same(&Pairs(&[(0.1f32, 2u8), (f32::MAX, 3)]));
     }
 
     proptest! {
