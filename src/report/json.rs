@@ -114,7 +114,7 @@ fn put_escaped(out: &mut Vec<u8>, s: &str) {
 }
 
 /// `s` as a JSON string.
-pub fn put_str(out: &mut Vec<u8>, s: &str) {
+fn put_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     put_escaped(out, s);
@@ -140,7 +140,7 @@ struct Writer<'a> {
 }
 
 /// A sequence or map being written: whether the next element is the first.
-pub struct Compound<'a> {
+struct Compound<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
 }
@@ -169,18 +169,31 @@ fn open<'a>(out: &'a mut Vec<u8>, bracket: u8) -> Compound<'a> {
     Compound { out, first: true }
 }
 
-/// `{"variant":` before a variant's contents; `}` after them.
-fn open_variant<'a>(out: &'a mut Vec<u8>, variant: &str, bracket: u8) -> Compound<'a> {
+/// `{"variant":`, written before a variant's contents (`}` closes it after them).
+fn variant_key(out: &mut Vec<u8>, variant: &str) {
     out.push(b'{');
     put_str(out, variant);
     out.push(b':');
+}
+
+fn open_variant<'a>(out: &'a mut Vec<u8>, variant: &str, bracket: u8) -> Compound<'a> {
+    variant_key(out, variant);
     open(out, bracket)
 }
 
+/// The integer methods of a serializer: the digits, between `$quote`s (empty for values,
+/// `"` for map keys).
 macro_rules! ints {
-    ($($name:ident: $t:ty),*) => {
+    ($quote:literal) => {
+        ints!($quote; serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+              serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
+              serialize_u32: u32, serialize_u64: u64, serialize_u128: u128);
+    };
+    ($quote:literal; $($name:ident: $t:ty),*) => {
         $(fn $name(self, v: $t) -> Result<(), Error> {
+            self.out.extend_from_slice($quote);
             put_int(self.out, v);
+            self.out.extend_from_slice($quote);
             Ok(())
         })*
     };
@@ -203,9 +216,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         Ok(())
     }
 
-    ints!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
-          serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
-          serialize_u64: u64, serialize_u128: u128);
+    ints!(b"");
 
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
         serde_json::to_writer(self.out, &v).map_err(ser::Error::custom)
@@ -278,9 +289,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         v: &T,
     ) -> Result<(), Error> {
         let out = self.out;
-        out.push(b'{');
-        put_str(out, variant);
-        out.push(b':');
+        variant_key(out, variant);
         v.serialize(Writer { out: &mut *out })?;
         out.push(b'}');
         Ok(())
@@ -291,11 +300,11 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
 
     fn serialize_tuple(self, _: usize) -> Result<Compound<'a>, Error> {
-        Ok(open(self.out, b'['))
+        self.serialize_seq(None)
     }
 
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, Error> {
-        Ok(open(self.out, b'['))
+        self.serialize_seq(None)
     }
 
     fn serialize_tuple_variant(
@@ -313,7 +322,7 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
 
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, Error> {
-        Ok(open(self.out, b'{'))
+        self.serialize_map(None)
     }
 
     fn serialize_struct_variant(
@@ -383,41 +392,31 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
+/// The struct-like serializers: `"key":value` pairs separated by commas, then `close`.
+macro_rules! fields {
+    ($($trait:ident => $close:expr),* $(,)?) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        self.key(key);
-        v.serialize(Writer { out: self.out })
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), Error> {
+                self.key(key);
+                v.serialize(Writer { out: self.out })
+            }
 
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeMap::end(self)
-    }
+            fn end(self) -> Result<(), Error> {
+                self.out.extend_from_slice($close);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Error> {
-        ser::SerializeStruct::serialize_field(self, key, v)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.out.extend_from_slice(b"}}");
-        Ok(())
-    }
-}
+fields!(SerializeStruct => b"}", SerializeStructVariant => b"}}");
 
 /// A map key: JSON keys are strings, so numbers (finite floats included) and booleans are
 /// written quoted and `Some` as what it holds, as `serde_json` does; anything else is an
@@ -439,17 +438,6 @@ fn quoted_float<F: Serialize>(out: &mut Vec<u8>, v: F, finite: bool) -> Result<(
     serde_json::to_writer(&mut *out, &v).map_err(ser::Error::custom)?;
     out.push(b'"');
     Ok(())
-}
-
-macro_rules! quoted_ints {
-    ($($name:ident: $t:ty),*) => {
-        $(fn $name(self, v: $t) -> Result<(), Error> {
-            self.out.push(b'"');
-            put_int(self.out, v);
-            self.out.push(b'"');
-            Ok(())
-        })*
-    };
 }
 
 impl ser::Serializer for KeyWriter<'_> {
@@ -479,9 +467,7 @@ impl ser::Serializer for KeyWriter<'_> {
         Ok(())
     }
 
-    quoted_ints!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
-                 serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
-                 serialize_u64: u64, serialize_u128: u128);
+    ints!(b"\"");
 
     fn serialize_unit_variant(
         self,
