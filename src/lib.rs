@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod cat;
 pub mod catalog;
 pub mod classify;
 pub mod decode;

@@ -27,9 +27,12 @@
 //! HTTPS flow whose URL is encrypted) are at most `Medium`.
 
 use super::infer::{rpc_interfaces, RoleMap};
+use crate::cat;
+use crate::cat::{host, num};
 use crate::catalog::{AuthKind, Catalog, DataPath, EncKind, Protocol, Role, Vocabulary};
 use crate::flow::{Flow, Transport};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -313,7 +316,7 @@ impl<'a> Observed<'a> {
 
     fn port_text(&self) -> String {
         match self.transport {
-            Some(t) => format!("{}/{t}", self.port),
+            Some(t) => cat!(num(self.port), "/", t.as_str()),
             None => "no ports".into(),
         }
     }
@@ -388,15 +391,17 @@ fn fit_roles(row: &DataPath, cr: &[Role], sr: &[Role]) -> RoleFit {
     }
 }
 
-fn role_names(roles: &[Role]) -> String {
-    if roles.is_empty() {
-        "unknown".into()
-    } else {
-        roles
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join("/")
+fn role_names(roles: &[Role]) -> Cow<'static, str> {
+    match roles {
+        [] => Cow::Borrowed("unknown"),
+        [one] => Cow::Borrowed(one.as_str()),
+        _ => Cow::Owned(
+            roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join("/"),
+        ),
     }
 }
 
@@ -578,26 +583,27 @@ fn reasons(
 ) -> Vec<String> {
     let mut v = Vec::new();
     v.push(match s.port {
-        PortFit::Documented => format!("port {} is documented", o.port_text()),
-        PortFit::EndpointMapper if row.has_variable_port(crate::catalog::Transport::Tcp) => {
-            format!(
-                "DCE/RPC on port {}, one of the row's dynamic RPC ports",
-                o.port
-            )
-        }
-        PortFit::EndpointMapper => format!(
-            "DCE/RPC on port {}, a port the endpoint mapper on 135 hands out",
-            o.port
+        PortFit::Documented => cat!("port ", o.port_text(), " is documented"),
+        PortFit::EndpointMapper if row.has_variable_port(crate::catalog::Transport::Tcp) => cat!(
+            "DCE/RPC on port ",
+            num(o.port),
+            ", one of the row's dynamic RPC ports"
+        ),
+        PortFit::EndpointMapper => cat!(
+            "DCE/RPC on port ",
+            num(o.port),
+            ", a port the endpoint mapper on 135 hands out"
         ),
         PortFit::NamedPipe => "DCE/RPC over an SMB named pipe".into(),
-        PortFit::Variable => format!(
-            "the row's ports are dynamic or random; {} seen",
-            o.port_text()
+        PortFit::Variable => cat!(
+            "the row's ports are dynamic or random; ",
+            o.port_text(),
+            " seen"
         ),
         PortFit::Ipsec => {
             "IPsec between the hosts hides the ports; the row's encryption is IPsec".into()
         }
-        PortFit::Undocumented => format!("port {} is not documented for this row", o.port_text()),
+        PortFit::Undocumented => cat!("port ", o.port_text(), " is not documented for this row"),
     });
     if s.protocol {
         let by = if o.handshake {
@@ -605,13 +611,13 @@ fn reasons(
         } else {
             "its port"
         };
-        v.push(format!("protocol {} recognised by {by}", o.protocol_name));
+        v.push(cat!("protocol ", o.protocol_name, " recognised by ", by));
     }
     if let Some((ep, pre)) = s.url {
-        v.push(format!("URL {pre} (http.endpoint {ep}) is the row's"));
+        v.push(cat!("URL ", pre, " (http.endpoint ", ep, ") is the row's"));
     }
     if let Some(i) = s.interface {
-        v.push(format!("RPC interface {i} is one the row uses"));
+        v.push(cat!("RPC interface ", i, " is one the row uses"));
     }
     if o.epm_only && row.protocols.contains(&Protocol::Dcerpc) {
         v.push("endpoint-mapper lookup only: the calls continue on the port it names".into());
@@ -635,30 +641,36 @@ fn reasons(
     if s.sip_voice {
         v.push("SDP offers audio media (a call)".into());
     }
-    let (client_ip, server_ip) = (
-        crate::flow::host(f.client.ip()),
-        crate::flow::host(f.server.ip()),
-    );
-    let seen = format!(
-        "{client_ip} ({}) to {server_ip} ({})",
-        role_names(cr),
-        role_names(sr)
-    );
-    let wants = format!(
-        "{} to {}{}",
-        role_names(&row.client),
-        role_names(&row.server),
-        if row.bidirectional {
-            ", either way"
-        } else {
-            ""
+    let (client_ip, server_ip) = (host(f.client.ip()), host(f.server.ip()));
+    let either = if row.bidirectional {
+        ", either way"
+    } else {
+        ""
+    };
+    let fit = match s.roles {
+        RoleFit::Both => " fit the row's ",
+        RoleFit::Half => ": the known end fits the row's ",
+        _ => {
+            v.push(cat!("roles of ", client_ip, " and ", server_ip, " unknown"));
+            return v;
         }
-    );
-    v.push(match s.roles {
-        RoleFit::Both => format!("roles {seen} fit the row's {wants}"),
-        RoleFit::Half => format!("roles {seen}: the known end fits the row's {wants}"),
-        _ => format!("roles of {client_ip} and {server_ip} unknown"),
-    });
+    };
+    v.push(cat!(
+        "roles ",
+        client_ip,
+        " (",
+        role_names(cr),
+        ") to ",
+        server_ip,
+        " (",
+        role_names(sr),
+        ")",
+        fit,
+        role_names(&row.client),
+        " to ",
+        role_names(&row.server),
+        either
+    ));
     v
 }
 

@@ -19,6 +19,8 @@
 
 mod tls;
 
+use crate::cat;
+use crate::cat::{host, num};
 use crate::catalog::{AuthKind, Catalog, DataPath, EncKind, Role, Vocabulary};
 use crate::classify::infer::flow_filter;
 use crate::classify::paths::{Classification, PortFit};
@@ -362,7 +364,7 @@ impl<'a> Cx<'a> {
     /// `C2 (Availability service)`, or `no documented path`.
     fn path_text(&self) -> String {
         match self.row {
-            Some(r) => format!("{} ({}){}", r.id, r.name, self.others),
+            Some(r) => cat!(r.id, " (", r.name, ")", self.others),
             None => "no documented path".into(),
         }
     }
@@ -422,9 +424,9 @@ impl<'a> Cx<'a> {
 /// time (endpoint mapper, dynamic ranges) is named by what it serves instead. `fit`:
 /// how the port fits the flow's row, if it has one.
 fn server_ident(flow: &Flow, fit: Option<PortFit>) -> String {
-    let ip = crate::flow::host(flow.server.ip().to_canonical());
+    let ip = host(flow.server.ip().to_canonical());
     if !flow.transport.has_ports() {
-        return ip.to_string();
+        return ip.as_ref().to_string();
     }
     let dynamic = fit.is_some_and(|p| matches!(p, PortFit::EndpointMapper | PortFit::Variable));
     if dynamic {
@@ -433,9 +435,9 @@ fn server_ident(flow: &Flow, fit: Option<PortFit>) -> String {
             .find(|i| *i != "epm")
             .map(str::to_string);
         let what = iface.unwrap_or_else(|| flow.posture.protocol.unwrap_or("unknown").to_string());
-        return format!("{ip}:dynamic/{what}");
+        return cat!(ip, ":dynamic/", what);
     }
-    format!("{ip}:{}/{}", flow.server.port(), flow.transport.name())
+    cat!(ip, ":", num(flow.server.port()), "/", flow.transport.name())
 }
 
 /// FNV-1a 128 over the parts, each length-prefixed; 32 hex digits.
@@ -455,7 +457,13 @@ fn fingerprint(parts: &[&str]) -> String {
             eat(b);
         }
     }
-    format!("{h:032x}")
+    let mut hex = String::with_capacity(32);
+    for shift in (0..32).rev() {
+        hex.push(char::from(
+            b"0123456789abcdef"[(h >> (shift * 4)) as usize & 0xf],
+        ));
+    }
+    hex
 }
 
 /// The row's encryption list as words (`tls`, `rpc-privacy`).
@@ -495,7 +503,7 @@ fn seen(f: &Flow, row: Option<&DataPath>) -> Seen {
         } else {
             ""
         };
-        return Seen::Clear(format!("HTTP in clear on port {}{inner}", f.server.port()));
+        return Seen::Clear(cat!("HTTP in clear on port ", num(f.server.port()), inner));
     }
     match p.encryption {
         Encryption::None => Seen::Clear(clear_text(f)),
@@ -506,10 +514,11 @@ fn seen(f: &Flow, row: Option<&DataPath>) -> Seen {
                 !r.encryption.is_empty() && r.encryption.iter().all(|e| *e == EncKind::Ipsec)
             });
             if ipsec_only && f.transport.has_ports() && f.total_frames() > 0 {
-                Seen::Clear(format!(
-                    "{} flow visible on port {}: not inside IPsec",
+                Seen::Clear(cat!(
                     f.transport.name(),
-                    f.server.port()
+                    " flow visible on port ",
+                    num(f.server.port()),
+                    ": not inside IPsec"
                 ))
             } else {
                 Seen::Unknown(unknown_text(f))
@@ -533,11 +542,12 @@ fn clear_text(f: &Flow) -> String {
         "smtp" if !p.facts.contains_key("smtp.starttls") => {
             "SMTP in clear; STARTTLS was not offered".into()
         }
-        "ldap" => format!(
-            "LDAP in clear on port {} (no TLS, no SASL sealing)",
-            f.server.port()
+        "ldap" => cat!(
+            "LDAP in clear on port ",
+            num(f.server.port()),
+            " (no TLS, no SASL sealing)"
         ),
-        _ => format!("{proto} in clear on port {}", f.server.port()),
+        _ => cat!(proto, " in clear on port ", num(f.server.port())),
     }
 }
 
@@ -602,18 +612,20 @@ fn cleartext_credential(cx: &Cx, out: &mut Vec<Finding>) {
         let who = a
             .user
             .as_deref()
-            .map(|u| format!(" for {u}"))
+            .map(|u| cat!(" for ", u))
             .unwrap_or_default();
         let secret = a
             .secret
             .as_ref()
-            .map(|s| format!(", secret {}", s.redacted()))
+            .map(|s| cat!(", secret ", s.redacted()))
             .unwrap_or_default();
         let expected = match cx.row {
-            Some(r) => format!(
-                "no readable secret; {} supports {} with {}",
+            Some(r) => cat!(
+                "no readable secret; ",
                 r.id,
+                " supports ",
                 auth_list(&r.supported_auth),
+                " with ",
                 enc_list(r)
             ),
             None => "no readable secret on the wire".into(),
@@ -626,12 +638,18 @@ fn cleartext_credential(cx: &Cx, out: &mut Vec<Finding>) {
             user_of(a),
             &mech,
             expected,
-            format!("{mech} credential in clear ({}){who}{secret}", a.context),
-            format!(
-                "Cleartext {mech} credential{who} on {}: {} in frame {}",
+            cat!(mech, " credential in clear (", a.context, ")", who, secret),
+            cat!(
+                "Cleartext ",
+                mech,
+                " credential",
+                who,
+                " on ",
                 cx.path_text(),
+                ": ",
                 a.context,
-                a.frame
+                " in frame ",
+                num(a.frame)
             ),
         );
     }
@@ -656,11 +674,13 @@ fn unencrypted_path(cx: &Cx, out: &mut Vec<Finding>) {
         frames,
         None,
         "",
-        format!("encrypted by default ({})", enc_list(row)),
+        cat!("encrypted by default (", enc_list(row), ")"),
         how.clone(),
-        format!(
-            "Unencrypted traffic on {}, encrypted by default: {how}",
-            cx.path_text()
+        cat!(
+            "Unencrypted traffic on ",
+            cx.path_text(),
+            ", encrypted by default: ",
+            how
         ),
     );
 }
@@ -669,7 +689,7 @@ fn unsupported_auth(cx: &Cx, out: &mut Vec<Finding>) {
     let Some(row) = cx.row else {
         return;
     };
-    let expected = format!("supported: {}", auth_list(&row.supported_auth));
+    let expected = || cat!("supported: ", auth_list(&row.supported_auth));
     for a in mechanisms(cx.flow) {
         let m = &a.mechanism;
         if matches!(m, Mechanism::ByIp)
@@ -695,8 +715,8 @@ fn unsupported_auth(cx: &Cx, out: &mut Vec<Finding>) {
             [a.frame],
             user_of(a),
             &name,
-            format!("{expected}{why}"),
-            format!("{name} ({})", a.context),
+            cat!(expected(), why),
+            cat!(name, " (", a.context, ")"),
             format!(
                 "{name} authentication on {}, which supports {}{why}",
                 cx.path_text(),
@@ -724,7 +744,7 @@ fn unsupported_auth(cx: &Cx, out: &mut Vec<Finding>) {
                 [t.server_hello_frame.unwrap_or(0)],
                 None,
                 "no-client-certificate",
-                format!("{expected} (mutual TLS)"),
+                cat!(expected(), " (mutual TLS)"),
                 format!(
                     "TLS without a client certificate{}",
                     if t.cert_requested {
@@ -975,12 +995,14 @@ fn encryption_available_unused(cx: &Cx, out: &mut Vec<Finding>) {
         [cx.flow.first_frame],
         None,
         "",
-        format!("{} supported, not the default", enc_list(row)),
+        cat!(enc_list(row), " supported, not the default"),
         how.clone(),
-        format!(
-            "{} supports {} but does not use it by default; this flow is not protected: {how}",
+        cat!(
             cx.path_text(),
-            enc_list(row)
+            " supports ",
+            enc_list(row),
+            " but does not use it by default; this flow is not protected: ",
+            how
         ),
     );
 }
@@ -990,7 +1012,7 @@ fn non_default_auth(cx: &Cx, out: &mut Vec<Finding>) {
         return;
     };
     let f = cx.flow;
-    let expected = format!("default: {}", auth_list(&row.default_auth));
+    let expected = || cat!("default: ", auth_list(&row.default_auth));
     for a in mechanisms(f) {
         let m = &a.mechanism;
         if !row.auth_supported(m) {
@@ -1027,9 +1049,9 @@ fn non_default_auth(cx: &Cx, out: &mut Vec<Finding>) {
             [a.frame],
             user_of(a),
             &name,
-            expected.clone(),
-            format!("{name} ({})", a.context),
-            format!("{note} on {}", cx.path_text()),
+            expected(),
+            cat!(name, " (", a.context, ")"),
+            cat!(note, " on ", cx.path_text()),
         );
     }
 }
