@@ -155,6 +155,31 @@ impl Compound<'_> {
         }
     }
 
+    /// A struct field's name: a literal at every call, so once this is inlined the
+    /// compiler folds the check and the copy to constants.
+    #[inline(always)]
+    fn field_key(&mut self, key: &'static str) {
+        let k = key.as_bytes();
+        let plain = {
+            let mut i = 0;
+            let mut ok = true;
+            while i < k.len() {
+                let c = k[i];
+                ok &= c >= 0x20 && c != b'"' && c != b'\\';
+                i += 1;
+            }
+            ok
+        };
+        if !plain {
+            return self.key(key);
+        }
+        self.out.reserve(k.len() + 4);
+        self.comma();
+        self.out.push(b'"');
+        self.out.extend_from_slice(k);
+        self.out.extend_from_slice(b"\":");
+    }
+
     fn key(&mut self, key: &str) {
         self.out.reserve(key.len() + 4);
         self.comma();
@@ -399,12 +424,13 @@ macro_rules! fields {
             type Ok = ();
             type Error = Error;
 
+            #[inline(always)]
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
                 v: &T,
             ) -> Result<(), Error> {
-                self.key(key);
+                self.field_key(key);
                 v.serialize(Writer { out: self.out })
             }
 
@@ -663,6 +689,39 @@ mod tests {
         same(&v);
         same(&serde_json::json!({"k": [1, "x", null, {"n": -0.0}], "": {}}));
         same(&format_args!("a{}b", "\"q\""));
+    }
+
+    /// Field names that need escaping, in a struct and a struct variant: the literal
+    /// fast path must fall back to escaping them.
+    #[derive(Serialize)]
+    struct Renamed {
+        #[serde(rename = "quote\"d")]
+        a: u8,
+        #[serde(rename = "back\\slash\ttab")]
+        b: u8,
+        #[serde(rename = "")]
+        c: u8,
+        #[serde(rename = "plain_name_longer_than_a_word")]
+        d: Vec<RenamedVariant>,
+    }
+
+    #[derive(Serialize)]
+    enum RenamedVariant {
+        V {
+            #[serde(rename = "ctl\u{1}")]
+            x: u8,
+            y: u8,
+        },
+    }
+
+    #[test]
+    fn field_names_are_escaped_when_they_need_it() {
+        same(&Renamed {
+            a: 1,
+            b: 2,
+            c: 3,
+            d: vec![RenamedVariant::V { x: 4, y: 5 }],
+        });
     }
 
     #[test]
