@@ -83,7 +83,7 @@ fn our_streams(flows: &[dpaudit::flow::Flow]) -> Vec<Stream> {
     let mut by: std::collections::BTreeMap<(String, u64), Stream> = Default::default();
     for f in flows {
         let Some(index) = f.stream else { continue };
-        let transport = f.transport.name();
+        let transport = f.transport.name().into_owned();
         let mut endpoints = vec![
             format!("{} {}", f.client.ip(), f.client.port()),
             format!("{} {}", f.server.ip(), f.server.port()),

@@ -945,7 +945,9 @@ fn our_streams(flows: &[dpaudit::flow::Flow]) -> BTreeMap<(String, u64), Ours> {
     let mut by: BTreeMap<(String, u64), Ours> = BTreeMap::new();
     for f in flows {
         let Some(index) = f.stream else { continue };
-        let o = by.entry((f.transport.name(), index)).or_default();
+        let o = by
+            .entry((f.transport.name().into_owned(), index))
+            .or_default();
         for (k, vs) in f.posture.facts.iter() {
             let set = o.facts.entry(k.to_string()).or_default();
             set.extend(vs.iter().map(str::to_string));

@@ -405,7 +405,7 @@ impl<'a> Cx<'a> {
             severity,
             data_path,
             stream: f.stream,
-            transport: f.transport.name(),
+            transport: f.transport.name().into_owned(),
             client: endpoint(&f.client, ports),
             server: endpoint(&f.server, ports),
             frames,

@@ -42,8 +42,14 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn name(self) -> String {
-        self.to_string()
+    /// As [`Transport`]'s `Display` writes it, borrowed for the named transports.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Transport::Tcp => "tcp".into(),
+            Transport::Udp => "udp".into(),
+            Transport::Esp => "esp".into(),
+            Transport::Ip(_) => self.to_string().into(),
+        }
     }
     pub fn has_ports(self) -> bool {
         matches!(self, Transport::Tcp | Transport::Udp)
@@ -269,7 +275,10 @@ pub fn filter_for(
 
 /// Address and port as Wireshark users write them: `10.0.0.1:25`, `[2001:db8::1]:443`.
 pub fn endpoint(sa: &SocketAddr, with_port: bool) -> String {
-    Endpoint(*sa, with_port).to_string()
+    // Room for any IPv4 endpoint and most IPv6 ones: written without regrowing.
+    let mut s = String::with_capacity(48);
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{}", Endpoint(*sa, with_port)));
+    s
 }
 
 /// An address alone, shown as [`IpAddr`] shows it (faster for IPv4).

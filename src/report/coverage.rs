@@ -218,7 +218,7 @@ impl Coverage {
                 let ports = u.transport.has_ports();
                 self.unknown_verdict.push(UnknownFlow {
                     file: file.to_string(),
-                    transport: u.transport.name(),
+                    transport: u.transport.name().into_owned(),
                     stream: u.stream,
                     client: crate::flow::endpoint(&u.client, ports),
                     server: crate::flow::endpoint(&u.server, ports),

@@ -564,7 +564,7 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
                 key: (rank, f.stream, f.first_frame),
                 cells: [
                     f.stream.map_or("-".into(), |s| s.to_string()),
-                    f.transport.name(),
+                    f.transport.name().into_owned(),
                     endpoint(&f.client, ports),
                     endpoint(&f.server, ports),
                     f.first_frame.to_string(),
