@@ -176,13 +176,12 @@ impl Default for HttpAnalyzer {
 
 /// End of the header block (just past the empty line) if present.
 fn header_end(input: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(p) = input.get(i..)?.iter().position(|&b| b == b'\n') {
-        let lf = i + p;
+    for p in memchr::memchr_iter(b'\n', input.get(from..)?) {
+        let lf = from + p;
         match (input.get(lf + 1), input.get(lf + 2)) {
             (Some(b'\n'), _) => return Some(lf + 2),
             (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
-            _ => i = lf + 1,
+            _ => {}
         }
     }
     None
@@ -196,9 +195,13 @@ struct Head<'a> {
 }
 
 fn parse_head(block: &[u8]) -> Head<'_> {
-    let mut lines = block
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = memchr::memchr_iter(b'\n', block)
+        .chain(std::iter::once(block.len()))
+        .scan(0, |start, end| {
+            let line = block.get(*start..end).unwrap_or_default();
+            *start = end + 1;
+            Some(line.strip_suffix(b"\r").unwrap_or(line))
+        });
     let start = lines.next().unwrap_or_default();
     let mut fields = Vec::new();
     let mut malformed = 0;
@@ -1515,5 +1518,31 @@ mod tests {
         assert_eq!(probe(S, b"HTTP/1.1 200 OK", 4000, 8080), Probe::Certain);
         assert_eq!(probe(C, b"EHLO x\r\n", 4000, 8080), Probe::No);
         assert_eq!(probe(C, b"EHLO x\r\n", 4000, 80), Probe::Unsure);
+    }
+
+    proptest::proptest! {
+        /// The header block's lines are the block cut at every LF (CR before it dropped),
+        /// the last line being whatever follows the last LF; its end is just past the
+        /// first empty line (CRLF or LF) at or after the search start.
+        #[test]
+        fn header_lines_and_end_follow_every_line_feed(
+            block in proptest::collection::vec(
+                proptest::sample::select(b"a:b \r\n\t".to_vec()), 0..80),
+            from in 0usize..8,
+        ) {
+            let head = parse_head(&block);
+            let mut lines = block.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+            proptest::prop_assert_eq!(head.start, lines.next().unwrap_or_default());
+            let fields: Vec<_> = lines
+                .filter(|l| !l.is_empty() && !l.starts_with(b" ") && !l.starts_with(b"\t"))
+                .collect();
+            proptest::prop_assert_eq!(head.fields.len() + head.malformed, fields.len());
+            let want = (from..block.len()).find_map(|i| match block.get(i..) {
+                Some([b'\n', b'\n', ..]) => Some(i + 2),
+                Some([b'\n', b'\r', b'\n', ..]) => Some(i + 3),
+                _ => None,
+            });
+            proptest::prop_assert_eq!(header_end(&block, from), want.filter(|_| from <= block.len()));
+        }
     }
 }

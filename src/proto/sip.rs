@@ -159,8 +159,8 @@ pub struct SipAnalyzer {
 
 /// End of the header block: offset of the body.
 fn header_end(b: &[u8]) -> Option<usize> {
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = memchr::memmem::find(b, b"\r\n\r\n").map(|p| p + 4);
+    let lf = memchr::memmem::find(b, b"\n\n").map(|p| p + 2);
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

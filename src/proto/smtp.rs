@@ -472,7 +472,7 @@ impl SmtpAnalyzer {
 
     fn banner(&mut self, text: &[u8], cx: &mut Ctx) {
         cx.posture.fact("smtp.banner", printable(text));
-        let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+        let has = |needle: &[u8]| memchr::memmem::find(text, needle).is_some();
         if has(b"Version: 6.0.3790") {
             cx.posture.fact("smtp.server-software", "exchange-2003");
         } else if has(b"Microsoft ESMTP MAIL Service ready at") {

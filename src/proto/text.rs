@@ -129,7 +129,7 @@ impl Lines {
         let from = std::mem::take(&mut self.scanned).min(input.len());
         let lf = input
             .get(from..)
-            .and_then(|tail| tail.iter().position(|&b| b == b'\n'))
+            .and_then(|tail| memchr::memchr(b'\n', tail))
             .map(|i| i + from);
         if self.discarding {
             return match lf {
@@ -188,7 +188,7 @@ impl DotBody {
                 return None;
             }
         }
-        match input.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', input) {
             Some(i) => {
                 self.at_line_start = true;
                 Some((i + 1, false))
