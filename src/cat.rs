@@ -4,8 +4,10 @@
 //! several per flow: `format!` spends most of its instructions walking its template and
 //! calling each argument's `Display` through a vtable, which made it a tenth of an
 //! audit's instructions. [`cat!`](crate::cat!) sizes the string once and copies the
-//! pieces; numbers and addresses become pieces through [`num`] and [`host`].
+//! pieces; numbers and addresses become pieces on the stack through [`num`] and [`host`]
+//! ([`ShortText`]).
 
+use crate::flow::ShortText;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -32,75 +34,19 @@ pub fn join(pieces: &[&str]) -> String {
     s
 }
 
-/// Short text held on the stack (a number's digits, an address), or on the heap when
-/// longer than the stack buffer.
-pub struct Piece {
-    bytes: [u8; 48],
-    len: usize,
-    long: Option<String>,
-}
-
-impl Piece {
-    fn new() -> Piece {
-        Piece {
-            bytes: [0; 48],
-            len: 0,
-            long: None,
-        }
-    }
-}
-
-impl AsRef<str> for Piece {
-    fn as_ref(&self) -> &str {
-        if let Some(long) = &self.long {
-            return long;
-        }
-        // Only whole `str`s are copied in.
-        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Write for Piece {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        if let Some(long) = &mut self.long {
-            long.push_str(s);
-            return Ok(());
-        }
-        let end = self.len + s.len();
-        match self.bytes.get_mut(self.len..end) {
-            Some(slot) => {
-                slot.copy_from_slice(s.as_bytes());
-                self.len = end;
-            }
-            None => {
-                let mut long = String::with_capacity(end.max(64));
-                long.push_str(self.as_ref());
-                long.push_str(s);
-                self.long = Some(long);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Anything `Display` as a piece (its `Display` still runs: for the types whose text
-/// only it knows).
-fn shown(v: impl std::fmt::Display) -> Piece {
-    let mut p = Piece::new();
-    let _ = write!(p, "{v}");
-    p
-}
-
 /// A number in decimal, as `{}` writes it.
-pub fn num(n: impl itoa::Integer) -> Piece {
-    let mut p = Piece::new();
-    let _ = p.write_str(itoa::Buffer::new().format(n));
-    p
+pub fn num(n: impl itoa::Integer) -> ShortText {
+    let mut t = ShortText::default();
+    // At most 40 digits and a sign: always fits.
+    let _ = t.write_str(itoa::Buffer::new().format(n));
+    t
 }
 
-/// An address as `{}` writes it.
-pub fn host(ip: IpAddr) -> Piece {
-    shown(crate::flow::host(ip))
+/// An address as `{}` writes it (IPv6 text is at most 45 bytes: always fits).
+pub fn host(ip: IpAddr) -> ShortText {
+    let mut t = ShortText::default();
+    let _ = write!(t, "{}", crate::flow::host(ip));
+    t
 }
 
 #[cfg(test)]
@@ -125,6 +71,8 @@ mod tests {
             format!("a {owned} 0 -42 {}", u64::MAX)
         );
         assert_eq!(crate::cat!(""), "");
+        // The longest integer text.
+        assert_eq!(num(i128::MIN).as_ref(), i128::MIN.to_string());
     }
 
     #[test]
@@ -142,17 +90,5 @@ mod tests {
         ] {
             assert_eq!(host(ip).as_ref(), ip.to_string());
         }
-    }
-
-    #[test]
-    fn text_longer_than_the_stack_buffer_is_kept_whole() {
-        let long = "x".repeat(47) + "yz" + &"w".repeat(100);
-        assert_eq!(shown(&long).as_ref(), long);
-        // Crossing the buffer's end between two writes.
-        let mut p = Piece::new();
-        for _ in 0..30 {
-            let _ = p.write_str("abc");
-        }
-        assert_eq!(p.as_ref(), "abc".repeat(30));
     }
 }

@@ -365,6 +365,12 @@ impl ShortText {
     }
 }
 
+impl AsRef<str> for ShortText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl std::fmt::Write for ShortText {
     fn write_str(&mut self, piece: &str) -> std::fmt::Result {
         self.push(piece.as_bytes())

@@ -76,6 +76,20 @@ fn escape_of(b: u8) -> Option<&'static [u8]> {
     }
 }
 
+/// No byte of `b` needs escaping. A plain loop without early exit: on a literal it
+/// folds to a constant, on a short string it is a few instructions a byte.
+#[inline(always)]
+fn plain(b: &[u8]) -> bool {
+    let mut ok = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        ok &= c >= 0x20 && c != b'"' && c != b'\\';
+        i += 1;
+    }
+    ok
+}
+
 /// The string contents of `s`, escaped, without quotes.
 #[inline]
 fn put_escaped(out: &mut Vec<u8>, s: &str) {
@@ -84,7 +98,7 @@ fn put_escaped(out: &mut Vec<u8>, s: &str) {
     // longer ones a word at a time, the last word overlapping the one before it.
     let mut i = 0;
     if b.len() < 8 {
-        if b.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\') {
+        if plain(b) {
             out.extend_from_slice(b);
             return;
         }
@@ -155,36 +169,19 @@ impl Compound<'_> {
         }
     }
 
-    /// A struct field's name: a literal at every call, so once this is inlined the
-    /// compiler folds the check and the copy to constants.
+    /// `"name":` of a struct field, after a comma when needed. The name is a literal at
+    /// every call, so once this is inlined the compiler folds the escape check and the
+    /// copy to constants; a name with a character to escape is escaped.
     #[inline(always)]
     fn field_key(&mut self, key: &'static str) {
-        let k = key.as_bytes();
-        let plain = {
-            let mut i = 0;
-            let mut ok = true;
-            while i < k.len() {
-                let c = k[i];
-                ok &= c >= 0x20 && c != b'"' && c != b'\\';
-                i += 1;
-            }
-            ok
-        };
-        if !plain {
-            return self.key(key);
-        }
-        self.out.reserve(k.len() + 4);
-        self.comma();
-        self.out.push(b'"');
-        self.out.extend_from_slice(k);
-        self.out.extend_from_slice(b"\":");
-    }
-
-    fn key(&mut self, key: &str) {
         self.out.reserve(key.len() + 4);
         self.comma();
         self.out.push(b'"');
-        put_escaped(self.out, key);
+        if plain(key.as_bytes()) {
+            self.out.extend_from_slice(key.as_bytes());
+        } else {
+            put_escaped(self.out, key);
+        }
         self.out.extend_from_slice(b"\":");
     }
 }
