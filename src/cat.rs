@@ -8,7 +8,6 @@
 //! ([`ShortText`]).
 
 use crate::flow::ShortText;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Joins the pieces (anything that is `AsRef<str>`) into one `String` of the exact size.
@@ -38,15 +37,13 @@ pub fn join(pieces: &[&str]) -> String {
 pub fn num(n: impl itoa::Integer) -> ShortText {
     let mut t = ShortText::default();
     // At most 40 digits and a sign: always fits.
-    let _ = t.write_str(itoa::Buffer::new().format(n));
+    t.push_str(itoa::Buffer::new().format(n));
     t
 }
 
 /// An address as `{}` writes it (IPv6 text is at most 45 bytes: always fits).
 pub fn host(ip: IpAddr) -> ShortText {
-    let mut t = ShortText::default();
-    let _ = write!(t, "{}", crate::flow::host(ip));
-    t
+    crate::flow::host(ip).text()
 }
 
 #[cfg(test)]

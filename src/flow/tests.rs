@@ -843,6 +843,57 @@ proptest::proptest! {
     }
 }
 
+/// IPv6 groups drawn so that runs of zero groups, ties between runs and IPv4-mapped
+/// addresses (`::ffff:a.b.c.d`) come up often.
+fn v6_groups() -> impl proptest::strategy::Strategy<Value = [u16; 8]> {
+    use proptest::prelude::*;
+    let group = prop_oneof![3 => Just(0u16), 1 => Just(0xffff), 1 => 1u16..16, 2 => any::<u16>()];
+    (
+        proptest::array::uniform8(group),
+        any::<bool>(),
+        any::<[u8; 4]>(),
+    )
+        .prop_map(|(g, mapped, v4)| {
+            if mapped {
+                std::net::Ipv4Addr::from(v4).to_ipv6_mapped().segments()
+            } else {
+                g
+            }
+        })
+}
+
+proptest::proptest! {
+    /// The IPv6 text written on the stack is the standard library's: which run of zero
+    /// groups becomes `::` (the first longest, two groups or more), hex without
+    /// leading zeros, the mapped form.
+    #[test]
+    fn ipv6_text_is_the_standard_text(groups in v6_groups(), port: u16) {
+        let a = SocketAddr::from((groups, port));
+        proptest::prop_assert_eq!(super::endpoint(&a, true), a.to_string());
+        proptest::prop_assert_eq!(super::endpoint(&a, false), a.ip().to_string());
+        proptest::prop_assert_eq!(super::host(a.ip()).to_string(), a.ip().to_string());
+    }
+
+    #[test]
+    fn short_hex_is_lower_hex(v: u16) {
+        let mut t = super::ShortText::default();
+        t.push_hex(v);
+        proptest::prop_assert_eq!(t.as_str(), format!("{v:x}"));
+    }
+}
+
+#[test]
+fn short_text_keeps_what_fits_and_refuses_the_rest() {
+    use std::fmt::Write as _;
+    let mut t = super::ShortText::default();
+    t.push_str(&"x".repeat(60));
+    t.push_str("12345"); // would make 65 bytes: left out whole
+    assert_eq!(t.as_str().len(), 60);
+    assert!(t.write_str("abcde").is_err());
+    assert!(t.write_str("abcd").is_ok());
+    assert_eq!(t.as_str().len(), 64);
+}
+
 #[test]
 fn endpoint_text_at_the_edges() {
     for (text, ip_only) in [
@@ -850,6 +901,15 @@ fn endpoint_text_at_the_edges() {
         ("255.255.255.255:65535", "255.255.255.255"),
         ("10.1.0.20:80", "10.1.0.20"),
         ("[::1]:443", "::1"),
+        ("[::]:0", "::"),
+        ("[::ffff:10.0.0.1]:25", "::ffff:10.0.0.1"),
+        ("[1:0:0:2::3]:1", "1:0:0:2::3"),
+        ("[1::2:0:0:3]:1", "1::2:0:0:3"),
+        ("[1:0:2:0:3:0:4:0]:1", "1:0:2:0:3:0:4:0"),
+        (
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ),
     ] {
         let a = sa(text);
         assert_eq!(super::endpoint(&a, true), text);

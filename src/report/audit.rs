@@ -15,7 +15,7 @@
 //! ```
 
 use super::coverage::{unknown_encryption, Coverage, FlowNote};
-use super::flows::{FlowView, Options, Shown};
+use super::flows::{FlowView, Options};
 use super::records::{get_finding, get_flow, put_finding, put_flow, FindingKey, FlowKey};
 use super::spill::{Dec, Spill};
 use crate::capture::Source;
@@ -895,7 +895,7 @@ struct FindingView<'a> {
 /// been written).
 #[derive(Serialize)]
 struct HostRolesView {
-    host: Shown<crate::flow::Endpoint>,
+    host: crate::flow::Endpoint,
     roles: Vec<RoleView>,
 }
 
@@ -908,7 +908,7 @@ struct RoleView {
 
 fn host_roles_view(roles: &RoleMap, ip: IpAddr) -> HostRolesView {
     HostRolesView {
-        host: Shown(crate::flow::host(ip)),
+        host: crate::flow::host(ip),
         roles: roles
             .roles_of(ip)
             .into_iter()
