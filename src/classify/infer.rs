@@ -929,7 +929,15 @@ impl RoleInference {
                 if ev.len() < MAX_CLIENT_EVIDENCE {
                     let at = Endpoint(SocketAddr::new(server, p.port), true);
                     let filter = p.at.filter(ip, server);
-                    ev.push(format!("client of {roles} {at} ({filter}); never a server"));
+                    ev.push(crate::cat!(
+                        "client of ",
+                        roles,
+                        " ",
+                        at.text(),
+                        " (",
+                        filter,
+                        "); never a server"
+                    ));
                 } else {
                     more += 1;
                 }

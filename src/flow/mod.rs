@@ -181,17 +181,33 @@ impl StreamFilter {
     }
 }
 
+impl StreamFilter {
+    /// `tcp.stream eq N` on the stack (at most 34 bytes).
+    pub fn text(&self) -> ShortText {
+        let mut t = ShortText::default();
+        t.push_str(if self.udp {
+            "udp.stream eq "
+        } else {
+            "tcp.stream eq "
+        });
+        t.push_str(itoa::Buffer::new().format(self.stream));
+        t
+    }
+}
+
 impl std::fmt::Display for StreamFilter {
     fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = if self.udp { "udp" } else { "tcp" };
-        write!(out, "{proto}.stream eq {}", self.stream)
+        out.write_str(self.text().as_str())
     }
 }
 
 impl Flow {
     /// A Wireshark display filter that selects exactly this flow.
     pub fn display_filter(&self) -> String {
-        self.filter_text().to_string()
+        match self.filter_text() {
+            FilterText::Stream(t) => t.as_str().to_string(),
+            FilterText::Text(t) => t,
+        }
     }
 
     /// [`Flow::display_filter`] for a report that writes it: the stream form (nearly
@@ -256,7 +272,7 @@ pub fn filter_for(
     server: IpAddr,
 ) -> FilterText {
     if let Some(f) = StreamFilter::of(transport, stream) {
-        return FilterText::Stream(f);
+        return FilterText::Stream(f.text());
     }
     let fam = if client.is_ipv4() { "ip" } else { "ipv6" };
     let proto = match transport {
@@ -413,7 +429,7 @@ fn ipv6_text(t: &mut ShortText, ip: std::net::Ipv6Addr) {
 /// formatter's slower way). Holds any endpoint (`[ffff:...:ffff]:65535`) and the
 /// short values reports write (filters, hex numbers). The text is held as a `str`
 /// (`arrayvec`'s), so reading it back needs no UTF-8 check.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ShortText(arrayvec::ArrayString<64>);
 
 impl ShortText {
@@ -459,19 +475,32 @@ impl std::fmt::Write for ShortText {
     }
 }
 
-/// A flow's display filter as [`Flow::filter_text`] gives it.
+/// A flow's display filter as [`Flow::filter_text`] gives it: the stream form (nearly
+/// every flow) on the stack.
 #[derive(Clone, Debug)]
 pub enum FilterText {
-    Stream(StreamFilter),
+    Stream(ShortText),
     Text(String),
+}
+
+impl AsRef<str> for FilterText {
+    fn as_ref(&self) -> &str {
+        match self {
+            FilterText::Stream(t) => t.as_str(),
+            FilterText::Text(t) => t,
+        }
+    }
 }
 
 impl std::fmt::Display for FilterText {
     fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FilterText::Stream(s) => s.fmt(out),
-            FilterText::Text(t) => out.write_str(t),
-        }
+        out.write_str(self.as_ref())
+    }
+}
+
+impl serde::Serialize for FilterText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_ref())
     }
 }
 

@@ -94,26 +94,45 @@ fn plain(b: &[u8]) -> bool {
 #[inline]
 fn put_escaped(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    // Most strings in a report need no escape. Short ones are checked byte by byte;
-    // longer ones a word at a time, the last word overlapping the one before it.
+    // Most strings in a report need no escape. They are checked a word or a block at a
+    // time, the last one overlapping the one before it; only the shortest byte by byte.
     let mut i = 0;
-    if b.len() < 8 {
+    if b.len() < 4 {
         if plain(b) {
             out.extend_from_slice(b);
             return;
         }
-    } else {
+    } else if b.len() < 8 {
+        // Two overlapping 4-byte halves make one word.
+        let half = |at: usize| {
+            let h: [u8; 4] = b[at..at + 4].try_into().unwrap_or_default();
+            u64::from(u32::from_le_bytes(h))
+        };
+        if !any_to_escape(half(0) | half(b.len() - 4) << 32) {
+            out.extend_from_slice(b);
+            return;
+        }
+    } else if b.len() < 16 {
         let word = |at: usize| {
             let w: [u8; 8] = b[at..at + 8].try_into().unwrap_or_default();
             u64::from_le_bytes(w)
         };
-        while i + 8 <= b.len() && !any_to_escape(word(i)) {
-            i += 8;
-        }
-        if i == b.len() || (i + 8 > b.len() && !any_to_escape(word(b.len() - 8))) {
+        if !any_to_escape(word(0)) && !any_to_escape(word(b.len() - 8)) {
             out.extend_from_slice(b);
             return;
         }
+    } else {
+        // Sixteen bytes at a time: `plain` on a fixed-size block compiles to vector
+        // compares (SSE2 on any x86-64), the last block overlapping the one before it.
+        let block = |at: usize| -> [u8; 16] { b[at..at + 16].try_into().unwrap_or_default() };
+        while i + 16 <= b.len() && plain(&block(i)) {
+            i += 16;
+        }
+        if i == b.len() || (i + 16 > b.len() && plain(&block(b.len() - 16))) {
+            out.extend_from_slice(b);
+            return;
+        }
+        i = i.min(b.len() - 16);
     }
     // Something to escape from the word at `i` on: byte by byte from there.
     let mut run = 0; // start of the bytes not yet copied
@@ -603,14 +622,19 @@ mod tests {
     fn every_ascii_byte_is_escaped_as_serde_json_escapes_it() {
         for b in 0u8..0x80 {
             let c = char::from(b);
-            // Alone, at every place in a word, and after a clean word.
-            for pad in 0..9 {
-                let s = format!("{}{c}{}", "a".repeat(pad), "z".repeat(9 - pad));
-                same(&s);
+            // At every place of strings of every length up to 40: each length takes
+            // its own path (bytes, two halves, two words, blocks of sixteen) and the
+            // last half, word or block overlaps the one before it.
+            for len in 1..=40 {
+                for at in 0..len {
+                    let s = format!("{}{c}{}", "a".repeat(at), "z".repeat(len - 1 - at));
+                    same(&s);
+                }
             }
-            same(&c);
         }
-        same("");
+        for len in 0..=40 {
+            same(&"a".repeat(len));
+        }
         same("héllo \u{2028} wörld \u{1F600}\"\\\n");
     }
 
