@@ -581,7 +581,8 @@ fn reasons(
     cr: &[Role],
     sr: &[Role],
 ) -> Vec<String> {
-    let mut v = Vec::new();
+    // The port, the protocol and the roles, and room for a content line.
+    let mut v = Vec::with_capacity(4);
     v.push(match s.port {
         PortFit::Documented => cat!("port ", o.port_text(), " is documented"),
         PortFit::EndpointMapper if row.has_variable_port(crate::catalog::Transport::Tcp) => cat!(
@@ -680,7 +681,7 @@ pub fn classify(flow: &Flow, catalog: &Catalog, roles: &RoleMap) -> Classificati
     let client_roles = roles.role_set(flow.client.ip());
     let server_roles = roles.role_set(flow.server.ip());
     let o = Observed::of(flow);
-    let mut scored = Vec::new();
+    let mut scored = Vec::with_capacity(catalog.paths.len());
     let (mut by_roles, mut by_protocol, mut by_content) = (Vec::new(), Vec::new(), Vec::new());
     for (i, row) in catalog.paths.iter().enumerate() {
         match score_row(i, row, &o, &client_roles, &server_roles) {
@@ -700,7 +701,7 @@ pub fn classify(flow: &Flow, catalog: &Catalog, roles: &RoleMap) -> Classificati
     let width = |i: usize| catalog.paths.get(i).map_or(0, |r| r.server.len());
     scored.sort_by_key(|s| (std::cmp::Reverse(s.score), width(s.index), s.index));
 
-    let mut paths = Vec::new();
+    let mut paths = Vec::with_capacity(scored.len().min(MAX_CANDIDATES));
     if let Some(top) = scored.first() {
         let top_score = top.score;
         let tied = scored.iter().filter(|s| s.score == top_score).count();

@@ -452,14 +452,7 @@ fn get_tls(d: &mut Dec<'_>) -> Option<TlsInfo> {
         version: get_opt_u16(d)?,
         cipher: get_opt_u16(d)?,
         sni: d.opt_string()?,
-        alpn: {
-            let n = d.u64()?;
-            let mut v = Vec::new();
-            for _ in 0..n {
-                v.push(d.string()?);
-            }
-            v
-        },
+        alpn: d.list(Dec::string)?,
         cert_requested: d.bool()?,
         client_cert: d.bool()?,
         client_hello_frame: d.opt_u64()?,
@@ -525,23 +518,16 @@ fn get_posture(d: &mut Dec<'_>) -> Option<Posture> {
     } else {
         None
     };
-    let mut auth = Vec::new();
-    for _ in 0..d.u64()? {
-        auth.push(get_auth(d)?);
-    }
-    let mut items = Vec::new();
-    for _ in 0..d.u64()? {
-        items.push((name(d)?, d.u32()?));
-    }
+    let auth = d.list(get_auth)?;
+    let items = d.list(|d| Some((name(d)?, d.u32()?)))?;
     let facts = Facts::from_raw(items, d.string()?)?;
-    let mut anomalies = Vec::new();
-    for _ in 0..d.u64()? {
-        anomalies.push(Anomaly {
+    let anomalies = d.list(|d| {
+        Some(Anomaly {
             frame: d.u64()?,
             kind: name(d)?,
             detail: d.string()?,
-        });
-    }
+        })
+    })?;
     Some(Posture {
         protocol,
         detected_by,
@@ -733,10 +719,7 @@ pub fn get_finding(d: &mut Dec<'_>) -> Option<Finding> {
     let transport = d.string()?;
     let client = d.string()?;
     let server = d.string()?;
-    let mut frames = Vec::new();
-    for _ in 0..d.u64()? {
-        frames.push(d.u64()?);
-    }
+    let frames = d.list(Dec::u64)?;
     Some(Finding {
         rule,
         severity,

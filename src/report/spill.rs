@@ -428,6 +428,16 @@ impl<'a> Dec<'a> {
     pub fn string(&mut self) -> Option<String> {
         self.str().map(str::to_string)
     }
+    /// A count, then that many items read by `item`. The list is allocated once: every
+    /// item takes at least a byte, so the bytes left bound the room reserved.
+    pub fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let mut v = Vec::with_capacity(n.min(self.b.len()));
+        for _ in 0..n {
+            v.push(item(self)?);
+        }
+        Some(v)
+    }
     pub fn opt_u64(&mut self) -> Option<Option<u64>> {
         Some(if self.bool()? {
             Some(self.u64()?)
