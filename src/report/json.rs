@@ -147,7 +147,7 @@ fn put_escaped(out: &mut Vec<u8>, s: &str) {
 }
 
 /// `s` as a JSON string.
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     put_escaped(out, s);
