@@ -610,12 +610,14 @@ impl Gathered {
                             if let Some(o) = options.as_ref().filter(|_| with_text) {
                                 // A flow object is 1-2 KB: grown once, not doubled from 8.
                                 judged.text.reserve(2048);
-                                let view = AuditedView {
-                                    flow: FlowView::new(path(file), &flow, o),
-                                    data_paths: class.ids(),
-                                    classification: &class,
-                                };
-                                super::json::write_io(&mut judged.text, &view)?;
+                                super::json::write_merged_io(
+                                    &mut judged.text,
+                                    &FlowView::new(path(file), &flow, o),
+                                    &Judgement {
+                                        data_paths: class.ids(),
+                                        classification: &class,
+                                    },
+                                )?;
                             }
                             judged.add(file, &flow, &class, &found, catalog, known);
                         }
@@ -879,19 +881,22 @@ pub fn baseline_fingerprints(report: &str) -> Result<BTreeSet<String>, String> {
         .collect())
 }
 
+/// What the audit adds to a flow's object (after the flows report's fields).
 #[derive(Serialize)]
-struct AuditedView<'a> {
-    #[serde(flatten)]
-    flow: FlowView<'a>,
+struct Judgement<'a> {
     data_paths: Vec<&'a str>,
     classification: &'a Classification,
 }
 
+/// The capture a finding came from, the first field of its object.
 #[derive(Serialize)]
-struct FindingView<'a> {
+struct InFile<'a> {
     file: &'a str,
-    #[serde(flatten)]
-    finding: &'a Finding,
+}
+
+/// A finding's object: its capture, then the finding's own fields.
+fn put_finding_object(out: &mut Vec<u8>, file: &str, finding: &Finding) -> io::Result<()> {
+    super::json::write_merged_io(out, &InFile { file }, finding)
 }
 
 /// One host's roles in the JSON report (keys in alphabetical order, as they have always
@@ -1073,11 +1078,7 @@ pub fn write_json(
     // One pool for every window: a pool is threads started and stopped.
     let pool = pool(a.threads);
     a.write_findings(out, pool.as_ref(), (b"\n    ", b",\n    "), |l, buf| {
-        let view = FindingView {
-            file: path(l.file),
-            finding: &l.finding,
-        };
-        super::json::write_io(buf, &view)
+        put_finding_object(buf, path(l.file), &l.finding)
     })?;
     write!(
         out,
@@ -1112,11 +1113,7 @@ pub fn write_jsonl(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
         for l in window {
             let path = paths.get(l.file).map_or("", String::as_str);
             line.clear();
-            let view = FindingView {
-                file: path,
-                finding: &l.finding,
-            };
-            super::json::write_io(&mut line, &view)?;
+            put_finding_object(&mut line, path, &l.finding)?;
             line.push(b'\n');
             out.write_all(&line)?;
         }

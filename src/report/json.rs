@@ -23,6 +23,49 @@ pub fn write_io<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> std::io:
     write(out, value).map_err(std::io::Error::other)
 }
 
+/// `head`'s fields, then `tail`'s, as one object: the text serde's `#[serde(flatten)]`
+/// gives a struct holding both, written without it. Flattening sends every field of the
+/// object through serde's map path (each name serialised as a map key at run time);
+/// written as two structs, the names are constants of the struct path and the two
+/// objects are joined in the text. Both must serialise as JSON objects.
+pub fn write_merged<A, B>(out: &mut Vec<u8>, head: &A, tail: &B) -> Result<(), Error>
+where
+    A: Serialize + ?Sized,
+    B: Serialize + ?Sized,
+{
+    let not_object = || Error("a merged value is not a JSON object".to_string());
+    let start = out.len();
+    write(out, head)?;
+    if out.get(start) != Some(&b'{') || out.pop() != Some(b'}') {
+        return Err(not_object());
+    }
+    let head_empty = out.len() == start + 1;
+    let mark = out.len();
+    write(out, tail)?;
+    if out.get(mark) != Some(&b'{') || out.last() != Some(&b'}') {
+        return Err(not_object());
+    }
+    if out.len() == mark + 2 {
+        // `{}`: nothing to add.
+        out.truncate(mark);
+        out.push(b'}');
+    } else if head_empty {
+        out.remove(mark);
+    } else if let Some(open) = out.get_mut(mark) {
+        *open = b',';
+    }
+    Ok(())
+}
+
+/// [`write_merged`] for writers that work in `io::Result`.
+pub fn write_merged_io<A, B>(out: &mut Vec<u8>, head: &A, tail: &B) -> std::io::Result<()>
+where
+    A: Serialize + ?Sized,
+    B: Serialize + ?Sized,
+{
+    write_merged(out, head, tail).map_err(std::io::Error::other)
+}
+
 /// Why a value could not be written.
 #[derive(Debug)]
 pub struct Error(String);
@@ -777,6 +820,62 @@ mod tests {
         same(&BTreeMap::from([(Some(5u32), 1u8)]));
         same(&Pairs(&[(1.5f64, 1u8), (-0.0, 2), (1e21, 3), (5e-324, 4)]));
         same(&Pairs(&[(0.1f32, 2u8), (f32::MAX, 3)]));
+    }
+
+    /// Two objects merged in the text are what `#[serde(flatten)]` of both writes,
+    /// empty ones and maps included; anything but an object is refused.
+    #[test]
+    fn merged_objects_are_flattened_objects() {
+        #[derive(Serialize)]
+        struct Empty {}
+        #[derive(Serialize)]
+        struct Tail<'a> {
+            list: Vec<&'a str>,
+            nested: Inner,
+        }
+        #[derive(Serialize)]
+        struct Both<'a, A: Serialize, B: Serialize> {
+            #[serde(flatten)]
+            head: &'a A,
+            #[serde(flatten)]
+            tail: &'a B,
+        }
+        fn check<A: Serialize, B: Serialize>(head: &A, tail: &B) {
+            let mut out = b"[".to_vec();
+            write_merged(&mut out, head, tail).unwrap();
+            let want = serde_json::to_string(&Both { head, tail }).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), format!("[{want}"));
+        }
+        let inner = Inner {
+            x: -1,
+            y: 2,
+            f: 0.5,
+            g: 1.5,
+            c: '"',
+        };
+        let tail = Tail {
+            list: vec!["a", "b\\"],
+            nested: Inner {
+                x: 3,
+                y: 4,
+                f: -0.0,
+                g: 2.0,
+                c: 'z',
+            },
+        };
+        let map = BTreeMap::from([("k", 1u8), ("q\"", 2)]);
+        check(&inner, &tail);
+        check(&tail, &inner);
+        check(&Empty {}, &tail);
+        check(&inner, &Empty {});
+        check(&Empty {}, &Empty {});
+        check(&map, &inner);
+        check(&inner, &BTreeMap::<String, u8>::new());
+        for (head, tail) in [(&[1u8][..], &inner), (&[][..], &inner)] {
+            assert!(write_merged(&mut Vec::new(), head, tail).is_err());
+            assert!(write_merged(&mut Vec::new(), tail, head).is_err());
+        }
+        assert!(write_merged(&mut Vec::new(), &inner, "text").is_err());
     }
 
     proptest! {
