@@ -371,6 +371,87 @@ impl DataPath {
     }
 }
 
+/// What classifying a flow asks of a row, worked out once when the catalog loads:
+/// each flow is scored against every row, and scanning the rows' lists of ports,
+/// protocols and roles for each was a tenth of an audit's instructions. Lists become
+/// bit sets (a bit per [`Protocol`] or [`Role`]) and the fixed ports one flat list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowFacts {
+    fixed: Vec<(u16, Transport)>,
+    variable: [bool; 2],
+    protocols: u32,
+    client: u32,
+    server: u32,
+    ipsec: bool,
+}
+
+const _: () = assert!(<Protocol as Vocabulary>::NAMES.len() <= 32);
+const _: () = assert!(<Role as Vocabulary>::NAMES.len() <= 32);
+
+/// `p`'s bit in [`RowFacts`]' protocol sets.
+pub fn protocol_bit(p: Protocol) -> u32 {
+    1 << (p as u32)
+}
+
+/// The bit set of `roles`.
+pub fn role_bits(roles: &[Role]) -> u32 {
+    roles.iter().fold(0, |m, r| m | 1 << (*r as u32))
+}
+
+impl RowFacts {
+    pub fn of(row: &DataPath) -> RowFacts {
+        let mut f = RowFacts {
+            protocols: row.protocols.iter().fold(0, |m, p| m | protocol_bit(*p)),
+            client: role_bits(&row.client),
+            server: role_bits(&row.server),
+            ipsec: row.encryption.contains(&EncKind::Ipsec),
+            ..RowFacts::default()
+        };
+        for p in &row.ports {
+            match p.port {
+                Port::Number(n) => f.fixed.push((n, p.transport)),
+                _ => f.variable[p.transport as usize] = true,
+            }
+        }
+        f
+    }
+
+    /// [`DataPath::has_port`].
+    pub fn has_port(&self, port: u16, transport: Transport) -> bool {
+        self.fixed.iter().any(|&(n, t)| n == port && t == transport)
+    }
+
+    /// [`DataPath::has_variable_port`].
+    pub fn has_variable_port(&self, transport: Transport) -> bool {
+        self.variable[transport as usize]
+    }
+
+    /// `p` is in the row's protocols.
+    pub fn speaks(&self, p: Protocol) -> bool {
+        self.protocols & protocol_bit(p) != 0
+    }
+
+    /// The row names no protocol.
+    pub fn no_protocol(&self) -> bool {
+        self.protocols == 0
+    }
+
+    /// The row's client roles (bit set).
+    pub fn client(&self) -> u32 {
+        self.client
+    }
+
+    /// The row's server roles (bit set).
+    pub fn server(&self) -> u32 {
+        self.server
+    }
+
+    /// IPsec is among the row's encryption.
+    pub fn ipsec(&self) -> bool {
+        self.ipsec
+    }
+}
+
 /// The whole catalog. Serialised in declaration order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Catalog {
@@ -379,7 +460,10 @@ pub struct Catalog {
     pub reference: String,
     /// Where this catalog was loaded from (a path, or [`BUILTIN_NAME`]).
     pub source: String,
+    /// Read only once loaded: [`Catalog::rows`] pairs each with facts drawn from it.
     pub paths: Vec<DataPath>,
+    #[serde(skip)]
+    facts: Vec<RowFacts>,
 }
 
 impl Catalog {
@@ -428,8 +512,14 @@ impl Catalog {
             title: raw.catalog.title,
             reference: raw.catalog.reference,
             source: source_name.to_string(),
+            facts: paths.iter().map(RowFacts::of).collect(),
             paths,
         })
+    }
+
+    /// Every path with its [`RowFacts`], in catalog order.
+    pub fn rows(&self) -> impl Iterator<Item = (&DataPath, &RowFacts)> {
+        self.paths.iter().zip(&self.facts)
     }
 
     /// The path with this id.

@@ -29,7 +29,9 @@
 use super::infer::{rpc_interfaces, RoleMap};
 use crate::cat;
 use crate::cat::{host, num};
-use crate::catalog::{AuthKind, Catalog, DataPath, EncKind, Protocol, Role, Vocabulary};
+use crate::catalog::{
+    role_bits, AuthKind, Catalog, DataPath, Protocol, Role, RowFacts, Vocabulary,
+};
 use crate::flow::{Flow, Transport};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -323,35 +325,30 @@ impl<'a> Observed<'a> {
 }
 
 /// How the flow's port fits a row, if at all.
-fn fit_port(row: &DataPath, o: &Observed) -> Option<PortFit> {
+fn fit_port(row: &DataPath, rf: &RowFacts, o: &Observed) -> Option<PortFit> {
     if o.ipsec_carrier {
-        return row
-            .encryption
-            .contains(&EncKind::Ipsec)
-            .then_some(PortFit::Ipsec);
+        return rf.ipsec().then_some(PortFit::Ipsec);
     }
     let t = o.transport?;
-    if row.has_port(o.port, t) {
+    if rf.has_port(o.port, t) {
         return Some(PortFit::Documented);
     }
-    let dcerpc = o.protocol == Some(Protocol::Dcerpc) && row.protocols.contains(&Protocol::Dcerpc);
+    let dcerpc = o.protocol == Some(Protocol::Dcerpc) && rf.speaks(Protocol::Dcerpc);
     let tcp = t == crate::catalog::Transport::Tcp;
-    if dcerpc && tcp && ((row.has_port(135, t) && o.port != 135) || row.has_variable_port(t)) {
+    if dcerpc && tcp && ((rf.has_port(135, t) && o.port != 135) || rf.has_variable_port(t)) {
         return Some(PortFit::EndpointMapper);
     }
     if o.protocol == Some(Protocol::Smb)
-        && row.protocols.contains(&Protocol::Dcerpc)
+        && rf.speaks(Protocol::Dcerpc)
         && row_interfaces(row).is_some_and(|l| o.interfaces.iter().any(|i| l.contains(i)))
     {
         return Some(PortFit::NamedPipe);
     }
-    let proto_fits = o
-        .protocol
-        .is_some_and(|p| row.protocols.is_empty() || row.protocols.contains(&p));
-    if row.has_variable_port(t) && proto_fits && o.handshake {
+    let proto_fits = o.protocol.is_some_and(|p| rf.no_protocol() || rf.speaks(p));
+    if rf.has_variable_port(t) && proto_fits && o.handshake {
         return Some(PortFit::Variable);
     }
-    if proto_fits && o.handshake && !row.protocols.is_empty() {
+    if proto_fits && o.handshake && !rf.no_protocol() {
         return Some(PortFit::Undocumented);
     }
     None
@@ -360,7 +357,7 @@ fn fit_port(row: &DataPath, o: &Observed) -> Option<PortFit> {
 /// How a flow's port fits a catalog row (`None`: it does not). The finding rules use it
 /// to tell documented ports from undocumented ones.
 pub fn port_fit(row: &DataPath, flow: &Flow) -> Option<PortFit> {
-    fit_port(row, &Observed::of(flow))
+    fit_port(row, &RowFacts::of(row), &Observed::of(flow))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,21 +368,19 @@ enum RoleFit {
     Differ,
 }
 
-fn fit_roles(row: &DataPath, cr: &[Role], sr: &[Role]) -> RoleFit {
-    let as_client =
-        |r: &Role| row.client.contains(r) || (row.bidirectional && row.server.contains(r));
-    let as_server =
-        |r: &Role| row.server.contains(r) || (row.bidirectional && row.client.contains(r));
-    match (cr.is_empty(), sr.is_empty()) {
-        (false, false) => {
-            if cr.iter().any(|c| sr.iter().any(|s| row.connects(*c, *s))) {
-                RoleFit::Both
-            } else {
-                RoleFit::Differ
-            }
-        }
-        (false, true) if cr.iter().any(as_client) => RoleFit::Half,
-        (true, false) if sr.iter().any(as_server) => RoleFit::Half,
+/// How the roles of the two ends (bit sets, see [`role_bits`]) fit the row.
+fn fit_roles(bidirectional: bool, rf: &RowFacts, cr: u32, sr: u32) -> RoleFit {
+    let (client, server) = (rf.client(), rf.server());
+    let both_ways = |a: u32, b: u32| if bidirectional { a | b } else { a };
+    // Some pair of the ends' roles connects (DataPath::connects): a client role the row
+    // opens from and a server role it reaches, either way round when bidirectional.
+    let connects = (cr & client != 0 && sr & server != 0)
+        || (bidirectional && sr & client != 0 && cr & server != 0);
+    match (cr == 0, sr == 0) {
+        (false, false) if connects => RoleFit::Both,
+        (false, false) => RoleFit::Differ,
+        (false, true) if cr & both_ways(client, server) != 0 => RoleFit::Half,
+        (true, false) if sr & both_ways(server, client) != 0 => RoleFit::Half,
         (true, true) => RoleFit::Unknown,
         _ => RoleFit::Differ,
     }
@@ -437,13 +432,13 @@ struct Scored<'o> {
 /// Score one row without allocating (the catalog has dozens of rows per flow).
 fn score_row<'o>(
     index: usize,
-    row: &DataPath,
+    (row, rf): (&DataPath, &RowFacts),
     o: &Observed<'o>,
-    cr: &[Role],
-    sr: &[Role],
+    cr: u32,
+    sr: u32,
 ) -> Result<Scored<'o>, Miss> {
-    let Some(port) = fit_port(row, o) else {
-        let port_listed = o.transport.is_some_and(|t| row.has_port(o.port, t));
+    let Some(port) = fit_port(row, rf, o) else {
+        let port_listed = o.transport.is_some_and(|t| rf.has_port(o.port, t));
         return Err(if port_listed {
             Miss::Protocol
         } else {
@@ -469,20 +464,17 @@ fn score_row<'o>(
     // Protocol.
     match o.protocol {
         _ if matches!(port, PortFit::NamedPipe | PortFit::Ipsec) => {}
-        Some(p) if row.protocols.contains(&p) => {
+        Some(p) if rf.speaks(p) => {
             s.protocol = true;
             s.score += if o.handshake { 2 } else { 1 };
         }
-        Some(_) if !row.protocols.is_empty() => return Err(Miss::Protocol),
+        Some(_) if !rf.no_protocol() => return Err(Miss::Protocol),
         _ => {}
     }
 
     let mut content = 0;
     // Content: URL.
-    if !o.endpoints.is_empty()
-        && row.protocols.contains(&Protocol::Http)
-        && !row.http_paths.is_empty()
-    {
+    if !o.endpoints.is_empty() && rf.speaks(Protocol::Http) && !row.http_paths.is_empty() {
         let hit = o
             .endpoints
             .iter()
@@ -496,8 +488,8 @@ fn score_row<'o>(
         }
     }
     // Content: RPC interface.
-    if let Some(list) = row_interfaces(row) {
-        if !o.interfaces.is_empty() {
+    if !o.interfaces.is_empty() {
+        if let Some(list) = row_interfaces(row) {
             match o.interfaces.iter().find(|i| list.contains(i)) {
                 Some(i) => {
                     content += 3;
@@ -508,8 +500,8 @@ fn score_row<'o>(
         }
     }
     // Content: SMTP verbs.
-    if row.protocols.contains(&Protocol::Smtp) {
-        let server_to_server = !row.client.contains(&Role::Client);
+    if rf.speaks(Protocol::Smtp) {
+        let server_to_server = rf.client() & role_bits(&[Role::Client]) == 0;
         if o.smtp_s2s_used || o.smtp_s2s_offered {
             let w = if o.smtp_s2s_used { 2 } else { 1 };
             if server_to_server {
@@ -537,7 +529,7 @@ fn score_row<'o>(
         }
     }
     // Content: SIP media.
-    if row.protocols.contains(&Protocol::Sip) && (o.sip_fax || o.sip_voice) {
+    if rf.speaks(Protocol::Sip) && (o.sip_fax || o.sip_voice) {
         let name = row.name.to_ascii_lowercase();
         if o.sip_fax && name.contains("fax") {
             content += 2;
@@ -551,11 +543,10 @@ fn score_row<'o>(
     s.content = content > 0;
 
     // Roles.
-    s.roles = fit_roles(row, cr, sr);
+    s.roles = fit_roles(row.bidirectional, rf, cr, sr);
     // A port the row does not list, or a row that names neither port nor protocol, is
     // only placed by the roles of both ends or by what the content says.
-    let loose =
-        port == PortFit::Undocumented || (port == PortFit::Variable && row.protocols.is_empty());
+    let loose = port == PortFit::Undocumented || (port == PortFit::Variable && rf.no_protocol());
     if loose && s.roles != RoleFit::Both && content <= 0 {
         return Err(Miss::Port);
     }
@@ -683,8 +674,9 @@ pub fn classify(flow: &Flow, catalog: &Catalog, roles: &RoleMap) -> Classificati
     let o = Observed::of(flow);
     let mut scored = Vec::with_capacity(catalog.paths.len());
     let (mut by_roles, mut by_protocol, mut by_content) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, row) in catalog.paths.iter().enumerate() {
-        match score_row(i, row, &o, &client_roles, &server_roles) {
+    let (cr, sr) = (role_bits(&client_roles), role_bits(&server_roles));
+    for (i, (row, rf)) in catalog.rows().enumerate() {
+        match score_row(i, (row, rf), &o, cr, sr) {
             Ok(s) => scored.push(s),
             Err(Miss::Roles) => by_roles.push(row.id.as_str()),
             Err(Miss::Protocol) => by_protocol.push(row.id.as_str()),
@@ -813,6 +805,79 @@ mod tests {
     use crate::model::{AuthEvent, Mechanism};
 
     use crate::classify::fixture::fix;
+
+    /// The roles fit as the row's lists define it, pair by pair: what the bit sets of
+    /// [`fit_roles`] must agree with.
+    fn fit_roles_by_lists(row: &DataPath, cr: &[Role], sr: &[Role]) -> RoleFit {
+        let as_client =
+            |r: &Role| row.client.contains(r) || (row.bidirectional && row.server.contains(r));
+        let as_server =
+            |r: &Role| row.server.contains(r) || (row.bidirectional && row.client.contains(r));
+        match (cr.is_empty(), sr.is_empty()) {
+            (false, false) if cr.iter().any(|c| sr.iter().any(|s| row.connects(*c, *s))) => {
+                RoleFit::Both
+            }
+            (false, false) => RoleFit::Differ,
+            (false, true) if cr.iter().any(as_client) => RoleFit::Half,
+            (true, false) if sr.iter().any(as_server) => RoleFit::Half,
+            (true, true) => RoleFit::Unknown,
+            _ => RoleFit::Differ,
+        }
+    }
+
+    proptest::proptest! {
+        /// For every row of the catalog (each direction flag), any role sets of the two
+        /// ends fit the same through the bit sets as through the lists.
+        #[test]
+        fn role_bits_fit_as_the_lists_do(c in 0u32..512, s in 0u32..512, flip: bool) {
+            let set = |m: u32| -> Vec<Role> {
+                Role::ALL.iter().copied().filter(|r| m & (1 << (*r as u32)) != 0).collect()
+            };
+            let (cr, sr) = (set(c), set(s));
+            for (row, rf) in fix().catalog.rows() {
+                let mut row = row.clone();
+                row.bidirectional ^= flip;
+                let want = fit_roles_by_lists(&row, &cr, &sr);
+                let got = fit_roles(row.bidirectional, rf, role_bits(&cr), role_bits(&sr));
+                proptest::prop_assert_eq!(got, want, "{}", row.id);
+            }
+        }
+    }
+
+    /// A row's facts answer as its lists do: every port of every row (and its
+    /// neighbours, both transports), every protocol, IPsec.
+    #[test]
+    fn row_facts_answer_as_the_row_does() {
+        use crate::catalog::{EncKind, Port, Transport as T};
+        let cat = &fix().catalog;
+        let mut ports: Vec<u16> = vec![0, 1, 135, 65535];
+        for row in &cat.paths {
+            for p in &row.ports {
+                if let Port::Number(n) = p.port {
+                    ports.extend([n.saturating_sub(1), n, n.saturating_add(1)]);
+                }
+            }
+        }
+        for (row, rf) in cat.rows() {
+            for &n in &ports {
+                for t in [T::Tcp, T::Udp] {
+                    assert_eq!(rf.has_port(n, t), row.has_port(n, t), "{} {n}", row.id);
+                    assert_eq!(
+                        rf.has_variable_port(t),
+                        row.has_variable_port(t),
+                        "{}",
+                        row.id
+                    );
+                }
+            }
+            for p in Protocol::ALL {
+                assert_eq!(rf.speaks(*p), row.protocols.contains(p), "{}", row.id);
+            }
+            assert_eq!(rf.no_protocol(), row.protocols.is_empty());
+            assert_eq!(rf.ipsec(), row.encryption.contains(&EncKind::Ipsec));
+            assert_eq!(rf.client(), role_bits(&row.client));
+        }
+    }
 
     /// The one fixture flow from `client` to server port `port`.
     fn the(client: &str, port: u16) -> &'static Flow {

@@ -749,7 +749,9 @@ impl Audit {
         render: impl Fn(&Located, &mut Vec<u8>) -> io::Result<()> + Sync,
     ) -> io::Result<()> {
         let chunk_text = |chunk: &[(FindingKey, Vec<u8>)]| -> io::Result<(Vec<u8>, Vec<usize>)> {
-            let mut text = Vec::new();
+            // A finding's text is about one and a half times its record: room for the
+            // chunk at once rather than doubled up to it (copying the text each time).
+            let mut text = Vec::with_capacity(chunk.iter().map(|(_, b)| b.len() * 2).sum());
             let mut ends = Vec::with_capacity(chunk.len());
             for (k, body) in chunk {
                 let l = located(k, body).ok_or_else(damaged_record)?;
@@ -843,7 +845,8 @@ fn write_items<T: Sync>(
     one: impl Fn(&T, &mut Vec<u8>) -> io::Result<()> + Sync,
 ) -> io::Result<()> {
     let chunk_text = |(c, chunk): (usize, &[T])| -> io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
+        // Items (hosts' roles) are a few hundred bytes.
+        let mut buf = Vec::with_capacity(chunk.len() * 384);
         for (k, item) in chunk.iter().enumerate() {
             buf.extend_from_slice(if c == 0 && k == 0 { first } else { rest });
             one(item, &mut buf)?;
