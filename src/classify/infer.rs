@@ -92,9 +92,11 @@ impl InferredRoles {
     /// The entries of `ip`.
     pub fn of(&self, ip: IpAddr) -> &[RoleEvidence] {
         let ip = ip.to_canonical();
+        // One search, then the host's few entries (one a role) follow.
         let start = self.entries.partition_point(|e| e.ip < ip);
-        let end = self.entries.partition_point(|e| e.ip <= ip);
-        self.entries.get(start..end).unwrap_or_default()
+        let from = self.entries.get(start..).unwrap_or_default();
+        let n = from.iter().take_while(|e| e.ip == ip).count();
+        from.get(..n).unwrap_or_default()
     }
 
     /// The evidence for `role` on `ip`, if inferred.
