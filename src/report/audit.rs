@@ -16,7 +16,9 @@
 
 use super::coverage::{unknown_encryption, Coverage, FlowNote};
 use super::flows::{FlowView, Options};
-use super::records::{get_finding, get_flow, put_finding, put_flow, FindingKey, FlowKey};
+use super::records::{
+    get_finding, get_finding_ref, get_flow, put_finding, put_flow, FindingKey, FindingRef, FlowKey,
+};
 use super::spill::{Dec, Spill};
 use crate::capture::Source;
 use crate::catalog::roles::Roles;
@@ -746,7 +748,7 @@ impl Audit {
         out: &mut dyn Write,
         pool: Option<&rayon::ThreadPool>,
         (first, rest): Separators,
-        render: impl Fn(&Located, &mut Vec<u8>) -> io::Result<()> + Sync,
+        render: impl Fn(usize, &FindingRef<'_>, &mut Vec<u8>) -> io::Result<()> + Sync,
     ) -> io::Result<()> {
         let chunk_text = |chunk: &[(FindingKey, Vec<u8>)]| -> io::Result<(Vec<u8>, Vec<usize>)> {
             // A finding's text is about one and a half times its record: room for the
@@ -754,8 +756,12 @@ impl Audit {
             let mut text = Vec::with_capacity(chunk.iter().map(|(_, b)| b.len() * 2).sum());
             let mut ends = Vec::with_capacity(chunk.len());
             for (k, body) in chunk {
-                let l = located(k, body).ok_or_else(damaged_record)?;
-                render(&l, &mut text)?;
+                // Read in place: the texts are borrowed from the record, not copied.
+                let mut d = Dec::new(body);
+                let f = get_finding_ref(&mut d)
+                    .filter(|_| d.is_empty())
+                    .ok_or_else(damaged_record)?;
+                render(k.file as usize, &f, &mut text)?;
                 ends.push(text.len());
             }
             Ok((text, ends))
@@ -898,7 +904,7 @@ struct InFile<'a> {
 }
 
 /// A finding's object: its capture, then the finding's own fields.
-fn put_finding_object(out: &mut Vec<u8>, file: &str, finding: &Finding) -> io::Result<()> {
+fn put_finding_object<F: Serialize>(out: &mut Vec<u8>, file: &str, finding: &F) -> io::Result<()> {
     super::json::write_merged_io(out, &InFile { file }, finding)
 }
 
@@ -1080,9 +1086,12 @@ pub fn write_json(
     let path = |i: usize| paths.get(i).map_or("", String::as_str);
     // One pool for every window: a pool is threads started and stopped.
     let pool = pool(a.threads);
-    a.write_findings(out, pool.as_ref(), (b"\n    ", b",\n    "), |l, buf| {
-        put_finding_object(buf, path(l.file), &l.finding)
-    })?;
+    a.write_findings(
+        out,
+        pool.as_ref(),
+        (b"\n    ", b",\n    "),
+        |file, f, buf| put_finding_object(buf, path(file), f),
+    )?;
     write!(
         out,
         "{}],\n  \"suppressed_by_baseline\": {},\n  \"roles\": ",
@@ -1329,9 +1338,9 @@ pub fn write_sarif(out: &mut dyn Write, a: &mut Audit) -> io::Result<()> {
     write!(out, "\n\"results\": [")?;
     let uris: Vec<String> = a.files.iter().map(|r| r.path.clone()).collect();
     let pool = pool(a.threads);
-    a.write_findings(out, pool.as_ref(), (b"\n", b",\n"), |l, buf| {
-        let uri = uris.get(l.file).map_or("", String::as_str);
-        super::json::write_io(buf, &sarif_result(uri, l))
+    a.write_findings(out, pool.as_ref(), (b"\n", b",\n"), |file, f, buf| {
+        let uri = uris.get(file).map_or("", String::as_str);
+        super::json::write_io(buf, &sarif_result(uri, f))
     })?;
     writeln!(out, "\n]}}]}}")
 }
@@ -1342,9 +1351,8 @@ fn compact<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Result<()> 
 }
 
 /// One SARIF result for a finding.
-fn sarif_result(uri: &str, l: &Located) -> Value {
+fn sarif_result(uri: &str, f: &FindingRef<'_>) -> Value {
     use crate::findings::RULES;
-    let f = &l.finding;
     let rule_index = RULES.iter().position(|r| r.id == f.rule);
     let line = f.frames.first().copied().unwrap_or(1).max(1);
     json!({

@@ -10,6 +10,7 @@ use crate::findings::{Finding, Severity, RULES};
 use crate::flow::hash::FlowHash;
 use crate::flow::{ClientFrom, EndReason, Flow, ReassemblyStats, ReassemblyTotals, Transport};
 use crate::model::{Anomaly, AuthEvent, Encryption, Facts, Mechanism, Posture, Secret, TlsInfo};
+use serde::Serialize;
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -712,30 +713,74 @@ pub fn put_finding(out: &mut Vec<u8>, f: &Finding) {
 
 /// A finding back from its encoding; `None` when the bytes are not one.
 pub fn get_finding(d: &mut Dec<'_>) -> Option<Finding> {
-    let rule = rule_of(d.str()?)?;
-    let severity = severity_of(d.byte()?)?;
-    let data_path = d.opt_string()?;
-    let stream = d.opt_u64()?;
-    let transport = d.string()?;
-    let client = d.string()?;
-    let server = d.string()?;
-    let frames = d.list(Dec::u64)?;
-    Some(Finding {
-        rule,
-        severity,
-        data_path,
-        stream,
-        transport,
-        client,
-        server,
-        frames,
+    get_finding_ref(d).map(|f| f.to_finding())
+}
+
+/// A finding read from its record without copying its texts: the reports that write
+/// each finding once (JSON, JSON lines, SARIF) write it from the record's bytes.
+/// Serialises exactly as [`Finding`] does (same fields, same order).
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct FindingRef<'a> {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub data_path: Option<&'a str>,
+    pub stream: Option<u64>,
+    pub transport: &'a str,
+    pub client: &'a str,
+    pub server: &'a str,
+    pub frames: Vec<u64>,
+    pub ts_ns: i64,
+    pub user: Option<&'a str>,
+    pub expected: &'a str,
+    pub observed: &'a str,
+    pub message: &'a str,
+    pub filter: &'a str,
+    pub fingerprint: &'a str,
+}
+
+impl FindingRef<'_> {
+    pub fn to_finding(&self) -> Finding {
+        Finding {
+            rule: self.rule,
+            severity: self.severity,
+            data_path: self.data_path.map(str::to_string),
+            stream: self.stream,
+            transport: self.transport.to_string(),
+            client: self.client.to_string(),
+            server: self.server.to_string(),
+            frames: self.frames.clone(),
+            ts_ns: self.ts_ns,
+            user: self.user.map(str::to_string),
+            expected: self.expected.to_string(),
+            observed: self.observed.to_string(),
+            message: self.message.to_string(),
+            filter: self.filter.to_string(),
+            fingerprint: self.fingerprint.to_string(),
+        }
+    }
+}
+
+/// The record [`put_finding`] wrote, its texts borrowed from it.
+pub fn get_finding_ref<'a>(d: &mut Dec<'a>) -> Option<FindingRef<'a>> {
+    let opt_str = |d: &mut Dec<'a>| -> Option<Option<&'a str>> {
+        Some(if d.bool()? { Some(d.str()?) } else { None })
+    };
+    Some(FindingRef {
+        rule: rule_of(d.str()?)?,
+        severity: severity_of(d.byte()?)?,
+        data_path: opt_str(d)?,
+        stream: d.opt_u64()?,
+        transport: d.str()?,
+        client: d.str()?,
+        server: d.str()?,
+        frames: d.list(Dec::u64)?,
         ts_ns: d.i64()?,
-        user: d.opt_string()?,
-        expected: d.string()?,
-        observed: d.string()?,
-        message: d.string()?,
-        filter: d.string()?,
-        fingerprint: d.string()?,
+        user: opt_str(d)?,
+        expected: d.str()?,
+        observed: d.str()?,
+        message: d.str()?,
+        filter: d.str()?,
+        fingerprint: d.str()?,
     })
 }
 
@@ -921,6 +966,20 @@ mod tests {
         let mut b = Vec::new();
         put_finding(&mut b, &f);
         assert_eq!(get_finding(&mut Dec::new(&b)), Some(f.clone()));
+        // Read in place, it writes the same JSON as the finding (users, quotes and all).
+        for user in [None, Some("j\"doe\\\u{7}".to_string())] {
+            let f = Finding { user, ..f.clone() };
+            let mut b = Vec::new();
+            put_finding(&mut b, &f);
+            let r = get_finding_ref(&mut Dec::new(&b)).unwrap();
+            assert_eq!(r.to_finding(), f);
+            let mut ours = Vec::new();
+            crate::report::json::write(&mut ours, &r).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&f).unwrap()
+            );
+        }
         assert!(get_finding(&mut Dec::new(&b[..b.len() - 1])).is_none());
         let mut k = Vec::new();
         let key = FindingKey::of(3, &f);
