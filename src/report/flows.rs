@@ -55,8 +55,8 @@ pub fn tls_version_name(v: u16) -> String {
     }
 }
 
-fn hex(v: Option<u16>) -> Option<Shown<Hex>> {
-    v.map(|v| Shown(Hex(v)))
+fn hex(v: Option<u16>) -> Option<Hex> {
+    v.map(Hex)
 }
 
 /// `0x0303`.
@@ -64,34 +64,37 @@ struct Hex(u16);
 
 impl std::fmt::Display for Hex {
     fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(out, "0x{:04x}", self.0)
+        out.write_str(self.text().as_str())
     }
 }
 
-/// A value a report writes as its `Display` text, as a JSON string, without a `String`
-/// in between (a report writes several for each of a million flows).
-pub struct Shown<T>(pub T);
-
-impl<T: std::fmt::Display> Serialize for Shown<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Short texts (endpoints, filters, hex numbers) are put together on the stack
-        // and escaped in one pass; a JSON writer escapes what `collect_str` gives it
-        // piece by piece. Longer ones go the piece-by-piece way.
-        let mut short = crate::flow::ShortText::default();
-        match std::fmt::Write::write_fmt(&mut short, format_args!("{}", self.0)) {
-            Ok(()) => s.serialize_str(short.as_str()),
-            Err(_) => s.collect_str(&self.0),
+impl Hex {
+    /// `0x` and four lower-case hex digits, as `0x{:04x}` writes them.
+    fn text(&self) -> crate::flow::ShortText {
+        const DIGITS: &str = "0123456789abcdef";
+        let mut t = crate::flow::ShortText::default();
+        t.push_str("0x");
+        for shift in [12, 8, 4, 0] {
+            let d = usize::from((self.0 >> shift) & 0xf);
+            t.push_str(DIGITS.get(d..d + 1).unwrap_or("0"));
         }
+        t
+    }
+}
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text().as_str())
     }
 }
 
 #[derive(Serialize)]
 struct TlsView<'a> {
     started_by: &'a str,
-    offered_version: Option<Shown<Hex>>,
-    version: Option<Shown<Hex>>,
+    offered_version: Option<Hex>,
+    version: Option<Hex>,
     version_name: Option<String>,
-    cipher: Option<Shown<Hex>>,
+    cipher: Option<Hex>,
     sni: &'a Option<String>,
     alpn: &'a [String],
     cert_requested: bool,
@@ -183,7 +186,7 @@ struct SeenView {
 pub struct FlowView<'a> {
     file: &'a str,
     stream: Option<u64>,
-    transport: Shown<Transport>,
+    transport: std::borrow::Cow<'static, str>,
     client: Endpoint,
     server: Endpoint,
     client_from: &'static str,
@@ -222,7 +225,7 @@ impl<'a> FlowView<'a> {
         FlowView {
             file,
             stream: f.stream,
-            transport: Shown(f.transport),
+            transport: f.transport.name(),
             client: Endpoint(f.client, ports),
             server: Endpoint(f.server, ports),
             client_from: f.client_from.as_str(),
@@ -597,21 +600,18 @@ impl<W: Write + Send> FlowSink for FlowWriter<W> {
 
 #[cfg(test)]
 mod tests {
-    use super::Shown;
+    use super::Hex;
 
-    /// A shown value is the JSON string of its text, whether it fits the stack buffer
-    /// or not, escapes included (a filter with quotes, an IPv6 filter past 64 bytes).
+    /// TLS versions and cipher suites are written as `0x{:04x}` writes them.
     #[test]
-    fn shown_values_are_their_text_as_a_json_string() {
-        for text in [
-            String::new(),
-            "tcp.stream eq 0".to_string(),
-            "x".repeat(64),
-            "y".repeat(65),
-            format!("ip.addr == {} \"quoted\" \\ \u{1}", "2001:db8::1".repeat(8)),
-        ] {
-            let shown = serde_json::to_string(&Shown(&text)).unwrap();
-            assert_eq!(shown, serde_json::to_string(&text).unwrap(), "{text}");
+    fn hex_is_four_lower_case_digits() {
+        for v in 0..=u16::MAX {
+            let want = format!("0x{v:04x}");
+            assert_eq!(Hex(v).to_string(), want);
+            assert_eq!(
+                serde_json::to_string(&Hex(v)).unwrap(),
+                format!("\"{want}\"")
+            );
         }
     }
 }
