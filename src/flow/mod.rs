@@ -179,9 +179,7 @@ impl StreamFilter {
         };
         stream.map(|stream| StreamFilter { udp, stream })
     }
-}
 
-impl StreamFilter {
     /// `tcp.stream eq N` on the stack (at most 34 bytes).
     pub fn text(&self) -> ShortText {
         let mut t = ShortText::default();
@@ -413,7 +411,7 @@ fn ipv6_text(t: &mut ShortText, ip: std::net::Ipv6Addr) {
             if i > 0 {
                 t.push_str(":");
             }
-            t.push_hex(*g);
+            t.push_hex(*g, 1);
         }
     };
     if best.1 > 1 {
@@ -425,10 +423,11 @@ fn ipv6_text(t: &mut ShortText, ip: std::net::Ipv6Addr) {
     }
 }
 
-/// Up to 64 bytes of text on the stack; writing more fails (the caller then takes the
-/// formatter's slower way). Holds any endpoint (`[ffff:...:ffff]:65535`) and the
-/// short values reports write (filters, hex numbers). The text is held as a `str`
-/// (`arrayvec`'s), so reading it back needs no UTF-8 check.
+/// Up to 64 bytes of text on the stack, for the short values reports write: any
+/// endpoint (`[ffff:...:ffff]:65535`, 47 bytes), stream filters, numbers, hex. Its
+/// writers are for texts known to fit; past 64 bytes `push_str` leaves a piece out and
+/// `fmt::Write` reports an error. The text is held as a `str` (`arrayvec`'s), so
+/// reading it back needs no UTF-8 check.
 #[derive(Clone, Debug, Default)]
 pub struct ShortText(arrayvec::ArrayString<64>);
 
@@ -442,12 +441,13 @@ impl ShortText {
         let _ = self.0.try_push_str(piece);
     }
 
-    /// `v` in lower-case hex without leading zeros, as `{:x}` writes it.
-    pub fn push_hex(&mut self, v: u16) {
+    /// `v` in lower-case hex, at least `digits` digits (1 to 4): `{:x}` with 1,
+    /// `{:04x}` with 4.
+    pub fn push_hex(&mut self, v: u16, digits: u32) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut shift = 12;
-        while shift > 0 && v >> shift == 0 {
-            shift -= 4;
+        let mut shift = 4 * (digits.clamp(1, 4) - 1);
+        while shift < 12 && v >> (shift + 4) != 0 {
+            shift += 4;
         }
         loop {
             let d = DIGITS

@@ -877,8 +877,14 @@ proptest::proptest! {
     #[test]
     fn short_hex_is_lower_hex(v: u16) {
         let mut t = super::ShortText::default();
-        t.push_hex(v);
+        t.push_hex(v, 1);
         proptest::prop_assert_eq!(t.as_str(), format!("{v:x}"));
+        let mut t = super::ShortText::default();
+        t.push_hex(v, 4);
+        proptest::prop_assert_eq!(t.as_str(), format!("{v:04x}"));
+        let mut t = super::ShortText::default();
+        t.push_hex(v, 2);
+        proptest::prop_assert_eq!(t.as_str(), format!("{v:02x}"));
     }
 }
 

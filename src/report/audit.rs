@@ -17,7 +17,7 @@
 use super::coverage::{unknown_encryption, Coverage, FlowNote};
 use super::flows::{FlowView, Options};
 use super::records::{
-    get_finding, get_finding_ref, get_flow, put_finding, put_flow, FindingKey, FindingRef, FlowKey,
+    get_finding_ref, get_flow, put_finding, put_flow, FindingKey, FindingRef, FlowKey,
 };
 use super::spill::{Dec, Spill};
 use crate::capture::Source;
@@ -757,10 +757,7 @@ impl Audit {
             let mut ends = Vec::with_capacity(chunk.len());
             for (k, body) in chunk {
                 // Read in place: the texts are borrowed from the record, not copied.
-                let mut d = Dec::new(body);
-                let f = get_finding_ref(&mut d)
-                    .filter(|_| d.is_empty())
-                    .ok_or_else(damaged_record)?;
+                let f = finding_in(body).ok_or_else(damaged_record)?;
                 render(k.file as usize, &f, &mut text)?;
                 ends.push(text.len());
             }
@@ -811,13 +808,16 @@ impl Audit {
 
 /// A spilled finding record back with its capture; `None` when the bytes are not one.
 fn located(k: &FindingKey, body: &[u8]) -> Option<Located> {
+    finding_in(body).map(|f| Located {
+        file: k.file as usize,
+        finding: f.to_finding(),
+    })
+}
+
+/// The finding a whole record holds, its texts borrowed from the record.
+fn finding_in(body: &[u8]) -> Option<FindingRef<'_>> {
     let mut d = Dec::new(body);
-    get_finding(&mut d)
-        .filter(|_| d.is_empty())
-        .map(|finding| Located {
-            file: k.file as usize,
-            finding,
-        })
+    get_finding_ref(&mut d).filter(|_| d.is_empty())
 }
 
 /// A pool of `threads` threads for judging and serialising; `None` for one thread, or

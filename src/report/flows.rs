@@ -71,13 +71,9 @@ impl std::fmt::Display for Hex {
 impl Hex {
     /// `0x` and four lower-case hex digits, as `0x{:04x}` writes them.
     fn text(&self) -> crate::flow::ShortText {
-        const DIGITS: &str = "0123456789abcdef";
         let mut t = crate::flow::ShortText::default();
         t.push_str("0x");
-        for shift in [12, 8, 4, 0] {
-            let d = usize::from((self.0 >> shift) & 0xf);
-            t.push_str(DIGITS.get(d..d + 1).unwrap_or("0"));
-        }
+        t.push_hex(self.0, 4);
         t
     }
 }

@@ -33,17 +33,21 @@ where
     A: Serialize + ?Sized,
     B: Serialize + ?Sized,
 {
-    let not_object = || Error("a merged value is not a JSON object".to_string());
     let start = out.len();
+    // On an error nothing of either value is left in `out`.
+    let not_object = |out: &mut Vec<u8>| {
+        out.truncate(start);
+        Error("a merged value is not a JSON object".to_string())
+    };
     write(out, head)?;
     if out.get(start) != Some(&b'{') || out.pop() != Some(b'}') {
-        return Err(not_object());
+        return Err(not_object(out));
     }
     let head_empty = out.len() == start + 1;
     let mark = out.len();
     write(out, tail)?;
     if out.get(mark) != Some(&b'{') || out.last() != Some(&b'}') {
-        return Err(not_object());
+        return Err(not_object(out));
     }
     if out.len() == mark + 2 {
         // `{}`: nothing to add.
@@ -872,8 +876,10 @@ mod tests {
         check(&map, &inner);
         check(&inner, &BTreeMap::<String, u8>::new());
         for (head, tail) in [(&[1u8][..], &inner), (&[][..], &inner)] {
-            assert!(write_merged(&mut Vec::new(), head, tail).is_err());
-            assert!(write_merged(&mut Vec::new(), tail, head).is_err());
+            let mut out = b"[".to_vec();
+            assert!(write_merged(&mut out, head, tail).is_err());
+            assert!(write_merged(&mut out, tail, head).is_err());
+            assert_eq!(out, b"[", "nothing left behind");
         }
         assert!(write_merged(&mut Vec::new(), &inner, "text").is_err());
     }
